@@ -1,0 +1,110 @@
+"""Analysis: spike detection on sampled voltage traces."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int
+
+from ._validation import concrete_array
+
+_BISECTION_STEPS = 60  # halves the sample interval 60 times: below float64 resolution
+
+
+def _cubic_through(t4, v4, s):
+    """The cubic through the four points (t4, v4), evaluated at s (Lagrange form)."""
+    total = 0.0
+    for j in range(4):
+        term = v4[j]
+        for k in range(4):
+            if k != j:
+                term = term * (s - t4[k]) / (t4[j] - t4[k])
+        total = total + term
+    return total
+
+
+def _crossing_time(t, V, i, threshold):
+    """Time in [t[i], t[i+1]] where the cubic through samples i-1..i+2 reaches the threshold.
+
+    The cubic interpolates the samples, so it is below the threshold at t[i] and at or above
+    it at t[i+1]; bisection on it converges to a crossing in that interval. At the ends of
+    the trace the four points shift inwards (still bracketing the interval).
+    """
+    n = t.shape[0]
+    lo_idx = jnp.clip(i - 1, 0, max(n - 4, 0))
+    idx = lo_idx + jnp.arange(min(4, n))
+    t4, v4 = t[idx], V[idx]
+    if n < 4:  # too few samples for a cubic: linear interpolation
+        t_a, t_b, v_a, v_b = t[i], t[i + 1], V[i], V[i + 1]
+        return t_a + (threshold - v_a) * (t_b - t_a) / (v_b - v_a)
+
+    def body(_, bracket):
+        a, b = bracket
+        mid = 0.5 * (a + b)
+        above = _cubic_through(t4, v4, mid) >= threshold
+        return jnp.where(above, a, mid), jnp.where(above, mid, b)
+
+    a, b = jax.lax.fori_loop(0, _BISECTION_STEPS, body, (t[i], t[i + 1]))
+    return 0.5 * (a + b)
+
+
+def _spike_times_padded(t, V, threshold, max_spikes):
+    """Upward crossings of one trace: (times padded with NaN to max_spikes, count)."""
+    crosses = (V[:-1] < threshold) & (V[1:] >= threshold)
+    count = jnp.sum(crosses)
+    (idx,) = jnp.nonzero(crosses, size=max_spikes, fill_value=0)
+    times = jax.vmap(lambda i: _crossing_time(t, V, i, threshold))(idx)
+    valid = jnp.arange(max_spikes) < count
+    return jnp.where(valid, times, jnp.nan), count
+
+
+def spike_times(
+    t: Float[ArrayLike, " time"],
+    V: Float[ArrayLike, "*batch time"],
+    threshold: float = 0.0,
+    *,
+    max_spikes: int | None = None,
+) -> Float[Array, " spikes"] | tuple[Float[Array, "*batch max_spikes"], Int[Array, "*batch"]]:
+    """Spike times: upward crossings of `threshold`, located to sub-sample precision.
+
+    Each crossing between samples i and i+1 is located on the cubic through samples i−1 … i+2,
+    so its error shrinks as the fourth power of the sample spacing (linear interpolation's
+    only as the square); at 0.01 ms spacing a 0 mV crossing of an HH spike is placed to
+    about 1e-6 ms.
+
+    **Arguments:**
+    - `t`: sample times (ms), shape `(time,)`, increasing.
+    - `V`: membrane potential (mV), shape `(time,)` or `(*batch, time)`.
+    - `threshold`: crossing level (mV), default 0.
+    - `max_spikes`: length of the padded output. Needed under `jax.jit`; by default the
+      largest count found.
+
+    **Returns:** for a single trace without `max_spikes`, the spike times (ms) as a 1-D
+    array. Otherwise `(times, counts)`: times `(*batch, max_spikes)` padded with NaN, and
+    the number of spikes per trace `(*batch,)`.
+
+    Example:
+        >>> tr = hh.simulate(hh.presets.seed(), hh.Step(start=5.0, amplitude=10.0), t1=50.0)
+        >>> hh.spike_times(tr.t, tr.V, threshold=20.0)
+    """
+    t = jnp.asarray(t)
+    V = jnp.asarray(V)
+    if t.ndim != 1 or V.ndim < 1 or V.shape[-1] != t.shape[0] or t.shape[0] < 2:
+        raise ValueError(
+            "hh.spike_times: `t` must be 1-D with at least 2 samples and `V` must have it as "
+            f"its last axis, got t {t.shape} and V {V.shape}."
+        )
+    batch_shape = V.shape[:-1]
+    flat = V.reshape(-1, t.shape[0])
+    threshold = jnp.asarray(threshold, V.dtype)
+    single = V.ndim == 1 and max_spikes is None
+    if max_spikes is None:
+        crosses = concrete_array((flat[:, :-1] < threshold) & (flat[:, 1:] >= threshold))
+        if crosses is None:
+            raise ValueError("hh.spike_times: pass `max_spikes` when calling it under jax.jit.")
+        max_spikes = int(np.max(np.sum(crosses, axis=-1), initial=0))
+    times, counts = jax.vmap(lambda v: _spike_times_padded(t, v, threshold, max_spikes))(flat)
+    if single:
+        return times[0]
+    return times.reshape(*batch_shape, max_spikes), counts.reshape(batch_shape)

@@ -1,0 +1,26 @@
+"""The gist-reproduction script writes its three figures and finds the gist's two spikes."""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+
+SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reproduce_seed_writes_figures(tmp_path):
+    result = load("reproduce_seed").main(["--out", str(tmp_path)])
+    for name in ("stimulus", "voltage", "phase_plane"):
+        path = tmp_path / f"{name}.png"
+        assert path.exists() and path.stat().st_size > 10_000
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    spikes = np.asarray(result["spikes"])
+    assert len(spikes) == 2  # one spike per pulse, as in the gist
+    assert 0.0 < spikes[0] < 1.0 and 10.0 < spikes[1] < 11.5

@@ -5,10 +5,28 @@ The data path, one module each: parameters (`_membrane`, `presets`) → stimulus
 """
 
 from . import plotting, presets
-from ._analysis import spike_times
+from ._analysis import (
+    firing_rate,
+    first_spike_latency,
+    interspike_intervals,
+    spike_count,
+    spike_times,
+)
+from ._fi_curve import FICurve, fi_curve, rheobase
 from ._membrane import AbstractMembrane, HodgkinHuxley, hh_rates, q10_factor
 from ._solve import SolverError, simulate
-from ._stimulus import AbstractStimulus, NoStimulus, Pulse, Step, Sum
+from ._stimulus import (
+    AbstractStimulus,
+    Noise,
+    NoStimulus,
+    Pulse,
+    PulseTrain,
+    Ramp,
+    Sampled,
+    Sine,
+    Step,
+    Sum,
+)
 from ._trace import Trace
 from ._vector_field import vector_field
 
@@ -17,18 +35,30 @@ __version__ = "0.1.0"
 __all__ = [
     "AbstractMembrane",
     "AbstractStimulus",
+    "FICurve",
     "HodgkinHuxley",
+    "Noise",
     "NoStimulus",
     "Pulse",
+    "PulseTrain",
+    "Ramp",
+    "Sampled",
+    "Sine",
     "SolverError",
     "Step",
     "Sum",
     "Trace",
+    "fi_curve",
+    "firing_rate",
+    "first_spike_latency",
     "hh_rates",
+    "interspike_intervals",
     "plotting",
     "presets",
     "q10_factor",
+    "rheobase",
     "simulate",
+    "spike_count",
     "spike_times",
     "vector_field",
 ]

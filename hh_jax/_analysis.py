@@ -1,4 +1,8 @@
-"""Analysis: spike detection on sampled voltage traces."""
+"""Analysis: spike detection and spike-train statistics on sampled voltage traces.
+
+Every function takes sample times `t` (ms, shape `(time,)`) and voltages `V` (mV, shape
+`(*batch, time)`) and works on any batch. Times are located to sub-sample precision.
+"""
 
 from __future__ import annotations
 
@@ -88,13 +92,7 @@ def spike_times(
         >>> tr = hh.simulate(hh.presets.seed(), hh.Step(start=5.0, amplitude=10.0), t1=50.0)
         >>> hh.spike_times(tr.t, tr.V, threshold=20.0)
     """
-    t = jnp.asarray(t)
-    V = jnp.asarray(V)
-    if t.ndim != 1 or V.ndim < 1 or V.shape[-1] != t.shape[0] or t.shape[0] < 2:
-        raise ValueError(
-            "hh.spike_times: `t` must be 1-D with at least 2 samples and `V` must have it as "
-            f"its last axis, got t {t.shape} and V {V.shape}."
-        )
+    t, V = _check_trace("hh.spike_times", t, V)
     batch_shape = V.shape[:-1]
     flat = V.reshape(-1, t.shape[0])
     threshold = jnp.asarray(threshold, V.dtype)
@@ -108,3 +106,125 @@ def spike_times(
     if single:
         return times[0]
     return times.reshape(*batch_shape, max_spikes), counts.reshape(batch_shape)
+
+
+def _crossings_linear(t, V, threshold):
+    """Mask of upward crossings per sample interval and their linearly interpolated times."""
+    below, above = V[..., :-1], V[..., 1:]
+    crosses = (below < threshold) & (above >= threshold)
+    denom = jnp.where(crosses, above - below, 1.0)
+    when = t[:-1] + (threshold - below) * (t[1:] - t[:-1]) / denom
+    return crosses, when
+
+
+def _in_window(when, window):
+    if window is None:
+        return jnp.ones_like(when, dtype=bool)
+    start, stop = window
+    return (when >= start) & (when < stop)
+
+
+def _check_trace(owner, t, V):
+    t = jnp.asarray(t)
+    V = jnp.asarray(V)
+    if t.ndim != 1 or V.ndim < 1 or V.shape[-1] != t.shape[0] or t.shape[0] < 2:
+        raise ValueError(
+            f"{owner}: `t` must be 1-D with at least 2 samples and `V` must have it as its "
+            f"last axis, got t {t.shape} and V {V.shape}."
+        )
+    return t, V
+
+
+def _check_window(owner, window):
+    if window is None:
+        return None
+    try:
+        start, stop = window
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: `window` must be a pair (start, stop) in ms, got {window!r}.") from None
+    s_c, e_c = concrete_array(start), concrete_array(stop)
+    if s_c is not None and e_c is not None and not np.all(e_c > s_c):
+        raise ValueError(f"{owner}: `window` must have stop > start (ms), got {window!r}.")
+    return start, stop
+
+
+def spike_count(
+    t: Float[ArrayLike, " time"],
+    V: Float[ArrayLike, "*batch time"],
+    threshold: float = 0.0,
+    *,
+    window: tuple[float, float] | None = None,
+) -> Int[Array, "*batch"]:
+    """Number of upward crossings of `threshold` (mV), optionally only those in
+    `window = (start, stop)` (ms). Works under `jax.jit` with no size argument.
+
+    Example:
+        >>> hh.spike_count(tr.t, tr.V, window=(1.0, 41.0))
+    """
+    t, V = _check_trace("hh.spike_count", t, V)
+    window = _check_window("hh.spike_count", window)
+    crosses, when = _crossings_linear(t, V, threshold)
+    return jnp.sum(crosses & _in_window(when, window), axis=-1)
+
+
+def firing_rate(
+    t: Float[ArrayLike, " time"],
+    V: Float[ArrayLike, "*batch time"],
+    threshold: float = 0.0,
+    *,
+    window: tuple[float, float] | None = None,
+) -> Float[Array, "*batch"]:
+    """Mean firing rate (Hz): spikes in `window` (ms; default the whole trace) divided by its
+    duration.
+
+    Example:
+        >>> hh.firing_rate(tr.t, tr.V, window=(1.0, 501.0))
+    """
+    t, V = _check_trace("hh.firing_rate", t, V)
+    window = _check_window("hh.firing_rate", window)
+    start, stop = (t[0], t[-1]) if window is None else window
+    return spike_count(t, V, threshold, window=window) * 1000.0 / (stop - start)
+
+
+def interspike_intervals(
+    t: Float[ArrayLike, " time"],
+    V: Float[ArrayLike, "*batch time"],
+    threshold: float = 0.0,
+    *,
+    max_spikes: int | None = None,
+) -> Float[Array, "*batch intervals"]:
+    """Intervals between successive spikes (ms), shape `(*batch, max_spikes − 1)`, padded with
+    NaN (use `jnp.nanmean` for the mean ISI). `max_spikes` as in `hh.spike_times`.
+
+    Example:
+        >>> jnp.nanmean(hh.interspike_intervals(tr.t, tr.V))
+    """
+    times, _ = _padded(t, V, threshold, max_spikes, "hh.interspike_intervals")
+    return jnp.diff(times, axis=-1)
+
+
+def first_spike_latency(
+    t: Float[ArrayLike, " time"],
+    V: Float[ArrayLike, "*batch time"],
+    onset: float,
+    threshold: float = 0.0,
+    *,
+    max_spikes: int | None = None,
+) -> Float[Array, "*batch"]:
+    """Time (ms) from `onset` (ms) to the first spike at or after it; NaN where none.
+
+    Example:
+        >>> hh.first_spike_latency(tr.t, tr.V, onset=1.0)
+    """
+    times, _ = _padded(t, V, threshold, max_spikes, "hh.first_spike_latency")
+    after = jnp.where(times >= onset, times, jnp.inf)
+    first = jnp.min(after, axis=-1, initial=jnp.inf)
+    return jnp.where(jnp.isfinite(first), first - onset, jnp.nan)
+
+
+def _padded(t, V, threshold, max_spikes, owner):
+    t, V = _check_trace(owner, t, V)
+    out = spike_times(t, V, threshold, max_spikes=max_spikes)
+    if isinstance(out, tuple):
+        return out
+    return out, jnp.asarray(out.shape[0])

@@ -50,6 +50,10 @@ class AbstractMembrane(eqx.Module):
     ) -> Float[Array, "states *batch"]:
         """dy/dt (mV/ms for V, 1/ms for gates) under an injected current density (µA/cm²)."""
 
+    def spike_threshold(self) -> Float[ArrayLike, "*batch"]:
+        """Default spike-detection level (mV) for this membrane's voltage convention: 0 mV."""
+        return 0.0
+
     @property
     def batch_shape(self) -> tuple[int, ...]:
         """The broadcast shape of all parameter values: () for a single neuron."""
@@ -60,10 +64,11 @@ class AbstractMembrane(eqx.Module):
         }
         return broadcast_batch_shape(type(self).__name__, shapes)
 
-    def initial_state(self, v0=None) -> Float[Array, "states *batch"]:
-        """The state at potential `v0` (mV; default: the resting potential), gates at steady state."""
+    def initial_state(self, v0=None, batch_shape=()) -> Float[Array, "states *batch"]:
+        """The state at potential `v0` (mV; default: the resting potential), gates at steady
+        state, broadcast to the parameters' batch shape (and `batch_shape`, if larger)."""
         V = self.resting_potential() if v0 is None else jnp.asarray(v0)
-        shape = jnp.broadcast_shapes(self.batch_shape, jnp.shape(V))
+        shape = jnp.broadcast_shapes(self.batch_shape, jnp.shape(V), tuple(batch_shape))
         V = jnp.broadcast_to(V, shape)
         gates = jnp.broadcast_to(self.steady_state(V), (len(self.state_names) - 1, *shape))
         return jnp.concatenate([V[None], gates], axis=0)
@@ -143,6 +148,10 @@ class HodgkinHuxley(AbstractMembrane):
     def resting_potential(self):
         """−65 mV in NEURON's convention, shifted by `vshift` (0 mV for the seed preset)."""
         return jnp.asarray(self.vshift - 65.0)
+
+    def spike_threshold(self):
+        """0 mV in NEURON's convention, shifted by `vshift` (65 mV for the seed preset)."""
+        return self.vshift + 0.0
 
     def _gate_rates(self, V):
         alpha_n, beta_n, alpha_m, beta_m, alpha_h, beta_h = hh_rates(V - self.vshift)

@@ -185,13 +185,17 @@ def _integrate(
 ):
     """The compiled part of `simulate`: arrays are traced, options static, so repeated calls
     with new values (parameters, stimulus, tolerances, times) reuse one compilation."""
-    y0 = membrane.initial_state(v0)
-    y0 = jnp.broadcast_to(y0, (y0.shape[0], *batch_shape))
+    y0 = membrane.initial_state(v0, batch_shape)
 
     controller = diffrax.PIDController(rtol=rtol, atol=atol, norm=_batch_rms_norm)
     jumps = jnp.asarray(stimulus.discontinuities(), ts.dtype)
-    if jumps.size > 0:
-        controller = diffrax.ClipStepSizeController(controller, jump_ts=jumps)
+    kinks = jnp.asarray(stimulus.kinks(), ts.dtype)
+    if jumps.size > 0 or kinks.size > 0:
+        controller = diffrax.ClipStepSizeController(
+            controller,
+            jump_ts=jumps if jumps.size > 0 else None,
+            step_ts=kinks if kinks.size > 0 else None,
+        )
 
     def save_fn(t, y, args):
         return y[list(save_rows), ...]

@@ -1,4 +1,4 @@
-"""Figures for traces: stimulus, membrane potential, phase plane. Matplotlib, no global state.
+"""Figures: stimulus, membrane potential, phase plane, f–I curve. Matplotlib, no global state.
 
 Each function draws on a given `matplotlib.axes.Axes` (or a new figure) and returns the axes,
 with labelled axes and units.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from ._fi_curve import FICurve
 from ._stimulus import AbstractStimulus
 from ._trace import Trace
 
@@ -72,4 +73,44 @@ def plot_phase_plane(trace: Trace, gates=("n", "m"), ax=None):
     ax.set_ylabel("gating variable (dimensionless)")
     ax.set_title("Phase plane")
     ax.legend(loc="best")
+    return ax
+
+
+def plot_trace(trace: Trace, stimulus: AbstractStimulus, axes=None, spikes=None):
+    """Stimulus (top) above membrane potential (bottom), sharing the time axis (ms).
+
+    **Returns:** the two axes.
+
+    Example:
+        >>> hh.plotting.plot_trace(tr, s)
+    """
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        _, axes = plt.subplots(
+            2, 1, figsize=(7, 4.5), sharex=True, gridspec_kw={"height_ratios": [1, 2.5]}
+        )
+    top, bottom = axes
+    plot_stimulus(stimulus, trace.t, ax=top)
+    plot_voltage(trace, ax=bottom, spikes=spikes)
+    top.set_xlabel("")
+    top.set_ylabel("I (µA/cm²)")
+    bottom.set_title("")
+    return axes
+
+
+def plot_fi_curve(fi: FICurve, ax=None, rheobase=None, **style):
+    """Firing rate (Hz) against step amplitude (µA/cm²); optionally the rheobase marked.
+
+    Example:
+        >>> hh.plotting.plot_fi_curve(hh.fi_curve(p, amplitudes), rheobase=hh.rheobase(p))
+    """
+    ax = _axes(ax)
+    ax.plot(np.asarray(fi.amplitude), np.asarray(fi.rate).T, "o-", **{"color": "k", "ms": 3, **style})
+    if rheobase is not None:
+        ax.axvline(float(rheobase), color="tab:red", ls="--", label=f"rheobase {float(rheobase):.2f} µA/cm²")
+        ax.legend(loc="lower right")
+    ax.set_xlabel("step amplitude (µA/cm²)")
+    ax.set_ylabel("firing rate (Hz)")
+    ax.set_title("f–I curve")
     return ax

@@ -24,3 +24,12 @@ def test_reproduce_seed_writes_figures(tmp_path):
     spikes = np.asarray(result["spikes"])
     assert len(spikes) == 2  # one spike per pulse, as in the gist
     assert 0.0 < spikes[0] < 1.0 and 10.0 < spikes[1] < 11.5
+
+
+def test_protocols_script(tmp_path):
+    result = load("protocols").main(["--out", str(tmp_path), "--amplitudes", "4"])
+    for name in ("sustained_step", "pulse_train", "noise", "fi_curve"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    assert len(result["sustained_step"]) > 5  # sustained current: continuous spiking
+    assert len(result["pulse_train"]) == 7  # one spike per pulse
+    assert 2.0 < result["rheobase"] < 2.5

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._validation import broadcast_batch_shape, check_finite, concrete_array
+from .._validation import broadcast_batch_shape, check_finite, concrete_array
 
 
 class AbstractStimulus(eqx.Module):
@@ -29,6 +29,12 @@ class AbstractStimulus(eqx.Module):
     @abc.abstractmethod
     def discontinuities(self) -> Float[Array, " jumps"]:
         """Times (ms) where the current jumps; may contain inf (ignored by the solver)."""
+
+    def kinks(self) -> Float[Array, " kinks"]:
+        """Times (ms) where the current is continuous but its slope jumps (the samples of a
+        piecewise-linear waveform). The solver steps exactly onto them, so no step straddles
+        one: its error estimate stays valid, and so do gradients. Default: none."""
+        return jnp.zeros((0,))
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -62,6 +68,9 @@ class Sum(AbstractStimulus):
     def discontinuities(self):
         return jnp.concatenate([jnp.ravel(term.discontinuities()) for term in self.terms])
 
+    def kinks(self):
+        return jnp.concatenate([jnp.ravel(term.kinks()) for term in self.terms])
+
 
 class NoStimulus(AbstractStimulus):
     """Zero current; what `hh.simulate` uses when no stimulus is given."""
@@ -73,61 +82,20 @@ class NoStimulus(AbstractStimulus):
         return jnp.zeros((0,))
 
 
-class _Rectangular(AbstractStimulus):
-    """A constant current `amplitude` for start <= t < stop."""
-
-    start: Float[ArrayLike, "*batch"]
-    stop: Float[ArrayLike, "*batch"]
-    amplitude: Float[ArrayLike, "*batch"]
-
-    def __check_init__(self):
-        owner = f"hh.{type(self).__name__}"
-        check_finite("start", self.start, owner)
-        check_finite("amplitude", self.amplitude, owner)
-        stop = concrete_array(self.stop)
-        if stop is not None and np.any(np.isnan(stop)):
-            raise ValueError(f"{owner}: `stop` must not be NaN.")
-        start = concrete_array(self.start)
-        if start is not None and stop is not None and np.any(stop <= start):
-            raise ValueError(
-                f"{owner}: `stop` must be after `start` (ms), got start={start.tolist()}, "
-                f"stop={stop.tolist()}."
-            )
-        broadcast_batch_shape(
-            owner, {k: np.shape(getattr(self, k)) for k in ("start", "stop", "amplitude")}
+def check_window(owner: str, start, stop, *, allow_infinite_stop: bool = True) -> None:
+    """`start` finite, `stop` after `start` (and finite unless allowed), both in ms."""
+    check_finite("start", start, owner)
+    stop_c = concrete_array(stop)
+    if stop_c is not None:
+        if np.any(np.isnan(stop_c)) or (not allow_infinite_stop and not np.all(np.isfinite(stop_c))):
+            raise ValueError(f"{owner}: `stop` must be a finite time (ms), got {stop_c.tolist()}.")
+    start_c = concrete_array(start)
+    if start_c is not None and stop_c is not None and np.any(stop_c <= start_c):
+        raise ValueError(
+            f"{owner}: `stop` must be after `start` (ms), got start={start_c.tolist()}, "
+            f"stop={stop_c.tolist()}."
         )
 
-    def __call__(self, t):
-        on = (t >= self.start) & (t < self.stop)
-        return jnp.where(on, self.amplitude, 0.0)
 
-    def discontinuities(self):
-        start, stop = jnp.broadcast_arrays(jnp.asarray(self.start), jnp.asarray(self.stop))
-        return jnp.concatenate([jnp.ravel(start), jnp.ravel(stop)])
-
-
-class Pulse(_Rectangular):
-    """A rectangular current pulse: `amplitude` (µA/cm²) from `start` to `stop` (ms).
-
-    **Arguments** (keyword-only, so units are never mixed up by position):
-    - `start`, `stop`: onset and offset (ms), stop > start.
-    - `amplitude`: current density (µA/cm²); positive is depolarising.
-
-    Example:
-        >>> s = hh.Pulse(start=0.0, stop=1.0, amplitude=150.0)
-    """
-
-    def __init__(self, *, start, stop, amplitude):
-        self.start, self.stop, self.amplitude = start, stop, amplitude
-
-
-class Step(_Rectangular):
-    """A current step: `amplitude` (µA/cm²) from `start` (ms) until `stop` (ms; default: never
-    switched off), for sustained stimulation and repetitive firing.
-
-    Example:
-        >>> s = hh.Step(start=1.0, stop=41.0, amplitude=9.0)
-    """
-
-    def __init__(self, *, start, amplitude, stop=float("inf")):
-        self.start, self.stop, self.amplitude = start, stop, amplitude
+def check_broadcast(owner: str, module: eqx.Module, names: tuple[str, ...]) -> None:
+    broadcast_batch_shape(owner, {k: np.shape(getattr(module, k)) for k in names})

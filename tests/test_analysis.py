@@ -1,0 +1,68 @@
+"""Spike analysis on traces with known answers (built by hand, not by hh_jax)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hh_jax as hh
+
+T = jnp.linspace(0.0, 100.0, 10001)  # 0.01 ms
+KNOWN = np.array([10.0, 25.3, 47.77, 80.05])
+
+
+def synthetic(spike_times, t=T):
+    """Smooth spikes: Gaussians (peak +40 from -65 mV, sd 0.3 ms) whose rising 0 mV crossing
+    is at a known time."""
+    V = jnp.full_like(t, -65.0)
+    sd = 0.3
+    offset = sd * np.sqrt(2 * np.log(105.0 / 65.0))  # crossing of 0 mV before the peak
+    for s in spike_times:
+        V = V + 105.0 * jnp.exp(-0.5 * ((t - (s + offset)) / sd) ** 2)
+    return V
+
+
+def test_spike_times_sub_sample_precision():
+    got = np.asarray(hh.spike_times(T, synthetic(KNOWN)))
+    np.testing.assert_allclose(got, KNOWN, atol=1e-6)
+    coarse = jnp.linspace(0.0, 100.0, 1001)  # 0.1 ms: still well under a sample
+    np.testing.assert_allclose(np.asarray(hh.spike_times(coarse, synthetic(KNOWN, coarse))), KNOWN, atol=2e-3)
+
+
+def test_counts_rates_isis_latency():
+    V = jnp.stack([synthetic(KNOWN), synthetic(KNOWN[:1]), jnp.full_like(T, -65.0)])
+    np.testing.assert_array_equal(np.asarray(hh.spike_count(T, V)), [4, 1, 0])
+    np.testing.assert_array_equal(np.asarray(hh.spike_count(T, V, window=(20.0, 50.0))), [2, 0, 0])
+    np.testing.assert_allclose(np.asarray(hh.firing_rate(T, V, window=(0.0, 50.0))), [60.0, 20.0, 0.0])
+    isis = np.asarray(hh.interspike_intervals(T, V))
+    assert isis.shape == (3, 3)
+    np.testing.assert_allclose(isis[0], np.diff(KNOWN), atol=1e-6)
+    assert np.all(np.isnan(isis[1:]))
+    lat = np.asarray(hh.first_spike_latency(T, V, onset=20.0))
+    np.testing.assert_allclose(lat[0], KNOWN[1] - 20.0, atol=1e-6)
+    assert np.isnan(lat[1]) and np.isnan(lat[2])
+
+
+def test_analysis_under_jit():
+    V = jnp.stack([synthetic(KNOWN), synthetic(KNOWN[:2])])
+
+    @jax.jit
+    def summary(V):
+        times, counts = hh.spike_times(T, V, max_spikes=6)
+        return times, counts, hh.spike_count(T, V), hh.firing_rate(T, V, window=(0.0, 100.0))
+
+    times, counts, counts2, rates = summary(V)
+    np.testing.assert_array_equal(np.asarray(counts), [4, 2])
+    np.testing.assert_array_equal(np.asarray(counts2), [4, 2])
+    np.testing.assert_allclose(np.asarray(times[0, :4]), KNOWN, atol=1e-6)
+    assert np.all(np.isnan(np.asarray(times[1, 2:])))
+    np.testing.assert_allclose(np.asarray(rates), [40.0, 20.0])
+
+
+def test_bad_analysis_input():
+    with pytest.raises(ValueError, match="`t`"):
+        hh.spike_times(T[:5], synthetic(KNOWN))
+    with pytest.raises(ValueError, match="`window`"):
+        hh.spike_count(T, synthetic(KNOWN), window=(5.0, 1.0))
+    with pytest.raises(ValueError, match="max_spikes"):
+        jax.jit(lambda v: hh.spike_times(T, v))(synthetic(KNOWN))

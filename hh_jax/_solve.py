@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import diffrax
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike, Float
 
+from ._batch import run_batched
 from ._membrane import AbstractMembrane
 from ._stimulus import AbstractStimulus, NoStimulus
 from ._trace import Trace
@@ -30,6 +32,15 @@ _FAILURE_MESSAGES = (
     "parameters and stimulus, or loosen `rtol`/`atol`; pass `throw=False` to get "
     "`trace.success == False` instead of this error.",
 )
+
+
+def _choose_devices(devices):
+    if devices is None:
+        return tuple(jax.devices())
+    devices = tuple(devices)
+    if not devices:
+        raise ValueError("hh.simulate: `devices` must name at least one device.")
+    return devices
 
 
 class SolverError(RuntimeError):
@@ -61,6 +72,8 @@ def simulate(
     save: str | Sequence[str] = "all",
     throw: bool = True,
     adjoint: diffrax.AbstractAdjoint | None = None,
+    chunk_size: int | None = None,
+    devices=None,
 ) -> Trace:
     """Integrate a membrane under a stimulus with an adaptive Diffrax solver.
 
@@ -73,7 +86,9 @@ def simulate(
 
     A batch — array-valued parameters, stimulus parameters or `v0`, broadcast together —
     is one ODE over all neurons with a shared step size, controlled so that every neuron
-    meets the tolerance.
+    meets the tolerance (within a chunk, and within each device's slice when sharded: so a
+    neuron's trace depends on its batch-mates only at the level of the tolerance). The
+    solver statistics of a chunked or sharded run are the maxima over its pieces.
 
     **Arguments:**
     - `membrane`: the parameters, e.g. `hh.presets.seed()`.
@@ -95,6 +110,13 @@ def simulate(
       the trace comes back with `success == False` (values after the failure are inf).
     - `adjoint`: a `diffrax.AbstractAdjoint` for gradients; default
       `diffrax.RecursiveCheckpointAdjoint()`.
+    - `chunk_size`: for large batches, the number of neurons solved per compiled call; the
+      chunks run one after another, so peak memory is set by the chunk and the saved output
+      (e.g. 100,000 neurons × 2001 V samples in chunks of 10,000).
+    - `devices`: the devices to shard a batch over (default: all devices of JAX's default
+      backend). With several, each device runs its own solver loop on its slice of the batch
+      (`jax.shard_map`). Chunking and sharding apply to eager calls; inside `jax.jit` the
+      batch is solved as one.
 
     **Returns:** a `hh.Trace` with `t` `(time,)`, `V` `(*batch, time)` and the saved gates.
 
@@ -142,22 +164,32 @@ def simulate(
             "v0": () if v0 is None else jnp.shape(v0),
         },
     )
-    ys, success, cause, stats = _integrate(
-        membrane,
-        stimulus,
-        None if v0 is None else jnp.asarray(v0, dtype),
-        ts,
-        jnp.asarray(t0, dtype),
-        jnp.asarray(t1, dtype),
-        None if dt0 is None else jnp.asarray(dt0, dtype),
-        jnp.asarray(rtol, dtype),
-        jnp.asarray(atol, dtype),
-        diffrax.Tsit5() if solver is None else solver,
-        diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
-        max_steps,
-        tuple(save_rows),
-        batch_shape,
+    arrays = dict(
+        ts=ts,
+        t0=jnp.asarray(t0, dtype),
+        t1=jnp.asarray(t1, dtype),
+        dt0=None if dt0 is None else jnp.asarray(dt0, dtype),
+        rtol=jnp.asarray(rtol, dtype),
+        atol=jnp.asarray(atol, dtype),
     )
+    static = _Static(
+        solver=diffrax.Tsit5() if solver is None else solver,
+        adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
+        max_steps=max_steps,
+        save_rows=tuple(save_rows),
+    )
+    v0 = None if v0 is None else jnp.asarray(v0, dtype)
+    devices = _choose_devices(devices)
+    size = math.prod(batch_shape)
+    eager = all(is_concrete(x) for x in jax.tree_util.tree_leaves((membrane, stimulus, v0, arrays)))
+    if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size > 0):
+        raise ValueError(f"hh.simulate: `chunk_size` must be a positive integer, got {chunk_size!r}.")
+    if eager and size > 1 and (len(devices) > 1 or (chunk_size is not None and size > chunk_size)):
+        ys, success, cause, stats = run_batched(
+            _integrate, membrane, stimulus, v0, batch_shape, arrays, static, devices, chunk_size
+        )
+    else:
+        ys, success, cause, stats = _integrate(membrane, stimulus, v0, batch_shape, arrays, static)
     if throw:
         if is_concrete(success):  # eager call: a plain Python exception
             if not bool(success):
@@ -178,13 +210,22 @@ def simulate(
     )
 
 
+class _Static(eqx.Module):
+    """Options that select what is compiled (hashable); everything else is traced."""
+
+    solver: diffrax.AbstractSolver
+    adjoint: diffrax.AbstractAdjoint
+    max_steps: int
+    save_rows: tuple[int, ...]
+
+
 @eqx.filter_jit
-def _integrate(
-    membrane, stimulus, v0, ts, t0, t1, dt0, rtol, atol, solver, adjoint, max_steps, save_rows,
-    batch_shape,
-):
+def _integrate(membrane, stimulus, v0, batch_shape, arrays, static):
     """The compiled part of `simulate`: arrays are traced, options static, so repeated calls
     with new values (parameters, stimulus, tolerances, times) reuse one compilation."""
+    ts, t0, t1, dt0 = arrays["ts"], arrays["t0"], arrays["t1"], arrays["dt0"]
+    rtol, atol = arrays["rtol"], arrays["atol"]
+    solver, adjoint, max_steps, save_rows = static.solver, static.adjoint, static.max_steps, static.save_rows
     y0 = membrane.initial_state(v0, batch_shape)
 
     controller = diffrax.PIDController(rtol=rtol, atol=atol, norm=_batch_rms_norm)

@@ -45,6 +45,30 @@ def test_short_pulse_inside_large_step_is_never_missed(start, amplitude):
     assert len(hh.spike_times(blind.t, blind.V)) == 0
 
 
+@pytest.mark.parametrize("amplitude, fires", [(40.0, False), (62.0, False), (66.0, True), (80.0, True)])
+def test_short_pulse_threshold_matches_scipy(amplitude, fires):
+    # Independent check of the claim above: NEURON's hh written out for scipy (LSODA,
+    # rtol = atol = 1e-10), a 0.1 ms pulse from rest fires only above ~62-66 µA/cm².
+    from scipy.integrate import solve_ivp
+
+    def rhs(t, y, current):
+        v, n, m, h = y
+        a = [0.01 * -(v + 55) / np.expm1(-(v + 55) / 10), 0.125 * np.exp(-(v + 65) / 80),
+             0.1 * -(v + 40) / np.expm1(-(v + 40) / 10), 4 * np.exp(-(v + 65) / 18),
+             0.07 * np.exp(-(v + 65) / 20), 1 / (np.exp(-(v + 35) / 10) + 1)]
+        i_ion = 120 * m**3 * h * (v - 50) + 36 * n**4 * (v + 77) + 0.3 * (v + 54.3)
+        return [current - i_ion, a[0] * (1 - n) - a[1] * n, a[2] * (1 - m) - a[3] * m, a[4] * (1 - h) - a[5] * h]
+
+    y = np.asarray(hh.presets.neuron().initial_state(), dtype=float)
+    peak = -np.inf
+    for t0, t1, current in ((0.0, 10.0, 0.0), (10.0, 10.1, amplitude), (10.1, 30.0, 0.0)):
+        sol = solve_ivp(rhs, (t0, t1), y, method="LSODA", rtol=1e-10, atol=1e-10, args=(current,), max_step=0.05)
+        peak, y = max(peak, sol.y[0].max()), sol.y[:, -1]
+    assert (peak > 0.0) == fires
+    tr = hh.simulate(hh.presets.neuron(), hh.Pulse(start=10.0, stop=10.1, amplitude=amplitude), t1=30.0, rtol=1e-3, atol=1e-3)
+    assert (len(hh.spike_times(tr.t, tr.V)) > 0) == fires
+
+
 def test_pulse_train_values_and_jumps():
     s = hh.PulseTrain(start=10.0, frequency=20.0, width=1.0, amplitude=20.0, count=3)
     assert s.period == pytest.approx(50.0)

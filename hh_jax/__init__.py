@@ -14,7 +14,7 @@ from ._analysis import (
 )
 from ._fi_curve import FICurve, fi_curve, rheobase
 from ._membrane import AbstractMembrane, HodgkinHuxley, hh_rates, q10_factor
-from ._solve import SolverError, simulate
+from ._solve import SolverError, Spikes, simulate, simulate_spikes
 from ._stimulus import (
     AbstractStimulus,
     Noise,
@@ -45,6 +45,7 @@ __all__ = [
     "Sampled",
     "Sine",
     "SolverError",
+    "Spikes",
     "Step",
     "Sum",
     "Trace",
@@ -58,6 +59,7 @@ __all__ = [
     "q10_factor",
     "rheobase",
     "simulate",
+    "simulate_spikes",
     "spike_count",
     "spike_times",
     "vector_field",

@@ -89,24 +89,27 @@ def run_batched(integrate, membrane, stimulus, v0, batch_shape, arrays, static, 
     mesh = Mesh(np.asarray(devices), (_AXIS,))
     solve = _sharded_solver(integrate, mesh, local, member_batched, stim_batched, v0 is not None, static)
 
-    out, success, cause, steps = None, True, 0, {}
+    buffers, treedef, success, cause, steps = None, None, True, 0, {}
     for start in range(0, size, chunk):
         stop = min(start + chunk, size)
         m = _take(membrane, member_batched, start, stop, chunk)
         s = _take(stimulus, stim_batched, start, stop, chunk)
         v = None if v0 is None else _take(v0, True, start, stop, chunk)
-        ys, ok, why, stats = solve(m, s, v, arrays)
-        if out is None:  # one host buffer for the whole batch: no concatenation copies
-            out = np.empty((ys.shape[0], size, ys.shape[-1]), dtype=ys.dtype)
-        out[:, start:stop] = np.asarray(ys[:, : stop - start])
-        del ys
+        out, ok, why, stats = solve(m, s, v, arrays)
+        leaves, treedef = jax.tree_util.tree_flatten(out)
+        if buffers is None:  # one host buffer per output for the whole batch: no concatenation
+            buffers = [np.empty((size, *leaf.shape[1:]), dtype=leaf.dtype) for leaf in leaves]
+        for buffer, leaf in zip(buffers, leaves):
+            buffer[start:stop] = np.asarray(leaf[: stop - start])
+        del out, leaves
         ok = np.asarray(ok)
         if success and not ok.all():
             success, cause = False, int(np.asarray(why)[np.argmin(ok)])
         for k, val in stats.items():
             steps[k] = max(steps.get(k, 0), int(np.max(np.asarray(val))))
-    ys = _to_jax(out.reshape(out.shape[0], *batch_shape, out.shape[-1]))
-    return ys, jnp.asarray(success), jnp.asarray(cause), {k: jnp.asarray(v) for k, v in steps.items()}
+    outputs = [_to_jax(b.reshape(*batch_shape, *b.shape[1:])) for b in buffers]
+    out = jax.tree_util.tree_unflatten(treedef, outputs)
+    return out, jnp.asarray(success), jnp.asarray(cause), {k: jnp.asarray(v) for k, v in steps.items()}
 
 
 def _to_jax(array: np.ndarray):
@@ -132,7 +135,7 @@ def _sharded_solver(integrate, mesh, local, member_batched, stim_batched, has_v0
         return ys, ok[None], why[None], {k: x[None] for k, x in stats.items()}
 
     in_specs = (specs(member_batched), specs(stim_batched), P(_AXIS) if has_v0 else None, P())
-    out_specs = (P(None, _AXIS, None), P(_AXIS), P(_AXIS), P(_AXIS))
+    out_specs = (P(_AXIS), P(_AXIS), P(_AXIS), P(_AXIS))  # every output is batch-first
     return jax.jit(
         jax.shard_map(per_device, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
     )

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from ._analysis import _spike_times_padded
 from ._batch import run_batched
 from ._membrane import AbstractMembrane
 from ._stimulus import AbstractStimulus, NoStimulus
@@ -127,37 +129,154 @@ def simulate(
         >>> tr.V.shape
         (5001,)
     """
+    save_rows = _save_rows(_check_membrane(membrane, "hh.simulate"), save)
+    problem = _prepare(
+        "hh.simulate", membrane, stimulus, t1=t1, ts=ts, t0=t0, v0=v0, rtol=rtol, atol=atol,
+        dt0=dt0, max_steps=max_steps, chunk_size=chunk_size, devices=devices,
+    )
+    static = _Static(
+        solver=diffrax.Tsit5() if solver is None else solver,
+        adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
+        max_steps=max_steps,
+        save_rows=tuple(save_rows),
+        max_spikes=None,
+    )
+    ys, success, stats = _run(problem, static, throw)
+    ys = jnp.moveaxis(ys, -2, 0)  # (*batch, saved states, time) -> (saved states, *batch, time)
+    names = [problem.membrane.state_names[i] for i in save_rows]
+    saved = dict(zip(names, ys))
+    return Trace(
+        t=problem.arrays["ts"],
+        V=saved.pop("V"),
+        gates=saved,
+        num_steps=stats["num_steps"],
+        num_accepted_steps=stats["num_accepted_steps"],
+        num_rejected_steps=stats["num_rejected_steps"],
+        success=success,
+    )
+
+
+def simulate_spikes(
+    membrane: AbstractMembrane,
+    stimulus: AbstractStimulus | None = None,
+    *,
+    t1: float,
+    threshold: float | None = None,
+    max_spikes: int = 64,
+    dt: float = 0.025,
+    t0: float = 0.0,
+    v0: Float[ArrayLike, "*batch"] | None = None,
+    solver: diffrax.AbstractSolver | None = None,
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    dt0: float | None = None,
+    max_steps: int = 16384,
+    throw: bool = True,
+    chunk_size: int | None = None,
+    devices=None,
+) -> Spikes:
+    """Simulate and keep only spike times and counts: memory O(neurons × max_spikes).
+
+    The voltage is sampled every `dt` ms inside the compiled solve and reduced to spike times
+    there (as `hh.spike_times` does), so no trace is ever returned: for parameter sweeps and
+    populations where only the spikes matter. Chunking and sharding as in `hh.simulate`.
+
+    **Arguments:** as `hh.simulate`, plus
+    - `threshold`: spike detection level (mV); default the membrane's `spike_threshold()`.
+    - `max_spikes`: length of the padded spike-time array per neuron; spikes beyond it are
+      counted but their times dropped.
+    - `dt`: voltage sampling interval (ms) for spike detection.
+
+    **Returns:** an `hh.Spikes` with `times` `(*batch, max_spikes)` (ms, NaN-padded),
+    `counts` `(*batch,)` and `success`.
+
+    Example:
+        >>> sp = hh.simulate_spikes(hh.presets.neuron(gNa=jnp.linspace(80, 160, 100_000)),
+        ...                         hh.Step(start=1.0, amplitude=9.0), t1=50.0, chunk_size=10_000)
+    """
+    _check_membrane(membrane, "hh.simulate_spikes")
+    if not (isinstance(max_spikes, int) and max_spikes > 0):
+        raise ValueError(f"hh.simulate_spikes: `max_spikes` must be a positive integer, got {max_spikes!r}.")
+    if not (np.isfinite(dt) and dt > 0):
+        raise ValueError(f"hh.simulate_spikes: `dt` must be a positive sampling interval (ms), got {dt}.")
+    n = int(round((float(t1) - float(t0)) / dt)) + 1
+    problem = _prepare(
+        "hh.simulate_spikes", membrane, stimulus, t1=t1, ts=np.linspace(float(t0), float(t1), n),
+        t0=t0, v0=v0, rtol=rtol, atol=atol, dt0=dt0, max_steps=max_steps, chunk_size=chunk_size,
+        devices=devices,
+    )
+    threshold = problem.membrane.spike_threshold() if threshold is None else threshold
+    problem.arrays["threshold"] = jnp.asarray(threshold, problem.arrays["ts"].dtype)
+    static = _Static(
+        solver=diffrax.Tsit5() if solver is None else solver,
+        adjoint=diffrax.RecursiveCheckpointAdjoint(),
+        max_steps=max_steps,
+        save_rows=(0,),
+        max_spikes=max_spikes,
+    )
+    (times, counts), success, _ = _run(problem, static, throw)
+    return Spikes(times=times, counts=counts, success=success)
+
+
+class Spikes(eqx.Module):
+    """Spike times and counts of a batch (what `hh.simulate_spikes` returns).
+
+    **Fields:** `times` (ms) `(*batch, max_spikes)`, NaN-padded; `counts` `(*batch,)`;
+    `success` (all solves reached t1).
+    """
+
+    times: Float[Array, "*batch max_spikes"]
+    counts: Int[Array, "*batch"]
+    success: Bool[Array, ""]
+
+
+class _Problem(NamedTuple):
+    membrane: AbstractMembrane
+    stimulus: AbstractStimulus
+    v0: Array | None
+    batch_shape: tuple[int, ...]
+    arrays: dict
+    devices: tuple
+    chunk_size: int | None
+
+
+def _check_membrane(membrane, owner):
     if not isinstance(membrane, AbstractMembrane):
         raise TypeError(
-            f"hh.simulate: `membrane` must be a membrane such as hh.presets.seed(), got "
+            f"{owner}: `membrane` must be a membrane such as hh.presets.seed(), got "
             f"{type(membrane).__name__}."
         )
+    return membrane
+
+
+def _prepare(owner, membrane, stimulus, *, t1, ts, t0, v0, rtol, atol, dt0, max_steps, chunk_size, devices):
+    """Validate eagerly and cast everything to one floating dtype."""
     if stimulus is None:
         stimulus = NoStimulus()
     if not isinstance(stimulus, AbstractStimulus):
         raise TypeError(
-            f"hh.simulate: `stimulus` must be an hh stimulus (hh.Pulse, hh.Step, ...) or None, "
+            f"{owner}: `stimulus` must be an hh stimulus (hh.Pulse, hh.Step, ...) or None, "
             f"got {type(stimulus).__name__}."
         )
     _check_options(rtol, atol, max_steps, dt0)
-    save_rows = _save_rows(membrane, save)
-
+    if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size > 0):
+        raise ValueError(f"{owner}: `chunk_size` must be a positive integer, got {chunk_size!r}.")
     dtype = _float_dtype(membrane, stimulus, v0, ts, t0, t1)
     t0_c, t1_c = concrete_array(t0), concrete_array(t1)
     if t0_c is not None and t1_c is not None:
-        check_finite("t0", t0_c, "hh.simulate")
-        check_finite("t1", t1_c, "hh.simulate")
+        check_finite("t0", t0_c, owner)
+        check_finite("t1", t1_c, owner)
         if not t1_c > t0_c:
-            raise ValueError(f"hh.simulate: `t1` must be after `t0`, got t0={t0}, t1={t1} (ms).")
+            raise ValueError(f"{owner}: `t1` must be after `t0`, got t0={t0}, t1={t1} (ms).")
     ts = _save_times(ts, t0, t1, t0_c, t1_c, dtype)
     if v0 is not None:
-        check_finite("v0", v0, "hh.simulate")
+        check_finite("v0", v0, owner)
 
     cast = lambda x: jnp.asarray(x, dtype) if _is_inexact(x) else x  # noqa: E731
     membrane = jax.tree_util.tree_map(cast, membrane)
     stimulus = jax.tree_util.tree_map(cast, stimulus)
     batch_shape = broadcast_batch_shape(
-        "hh.simulate",
+        owner,
         {
             "membrane": membrane.batch_shape,
             "stimulus": stimulus.batch_shape,
@@ -172,42 +291,28 @@ def simulate(
         rtol=jnp.asarray(rtol, dtype),
         atol=jnp.asarray(atol, dtype),
     )
-    static = _Static(
-        solver=diffrax.Tsit5() if solver is None else solver,
-        adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
-        max_steps=max_steps,
-        save_rows=tuple(save_rows),
-    )
     v0 = None if v0 is None else jnp.asarray(v0, dtype)
-    devices = _choose_devices(devices)
+    return _Problem(membrane, stimulus, v0, batch_shape, arrays, _choose_devices(devices), chunk_size)
+
+
+def _run(problem, static, throw):
+    """Solve (in chunks and shards for a large eager batch); raise or flag failures."""
+    membrane, stimulus, v0, batch_shape, arrays, devices, chunk_size = problem
     size = math.prod(batch_shape)
     eager = all(is_concrete(x) for x in jax.tree_util.tree_leaves((membrane, stimulus, v0, arrays)))
-    if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size > 0):
-        raise ValueError(f"hh.simulate: `chunk_size` must be a positive integer, got {chunk_size!r}.")
     if eager and size > 1 and (len(devices) > 1 or (chunk_size is not None and size > chunk_size)):
-        ys, success, cause, stats = run_batched(
+        out, success, cause, stats = run_batched(
             _integrate, membrane, stimulus, v0, batch_shape, arrays, static, devices, chunk_size
         )
     else:
-        ys, success, cause, stats = _integrate(membrane, stimulus, v0, batch_shape, arrays, static)
+        out, success, cause, stats = _integrate(membrane, stimulus, v0, batch_shape, arrays, static)
     if throw:
         if is_concrete(success):  # eager call: a plain Python exception
             if not bool(success):
                 raise SolverError(_FAILURE_MESSAGES[int(cause)])
         else:  # traced (jit/vmap/grad): raised at run time by Equinox
-            ys = eqx.branched_error_if(ys, ~success, cause, _FAILURE_MESSAGES)
-
-    names = [membrane.state_names[i] for i in save_rows]
-    saved = dict(zip(names, ys))
-    return Trace(
-        t=ts,
-        V=saved.pop("V"),
-        gates=saved,
-        num_steps=stats["num_steps"],
-        num_accepted_steps=stats["num_accepted_steps"],
-        num_rejected_steps=stats["num_rejected_steps"],
-        success=success,
-    )
+            out = eqx.branched_error_if(out, ~success, cause, _FAILURE_MESSAGES)
+    return out, success, stats
 
 
 class _Static(eqx.Module):
@@ -217,6 +322,7 @@ class _Static(eqx.Module):
     adjoint: diffrax.AbstractAdjoint
     max_steps: int
     save_rows: tuple[int, ...]
+    max_spikes: int | None  # set: reduce V to spike times inside the compiled solve
 
 
 @eqx.filter_jit
@@ -255,14 +361,22 @@ def _integrate(membrane, stimulus, v0, batch_shape, arrays, static):
         adjoint=adjoint,
         throw=False,
     )
-    ys = jnp.moveaxis(sol.ys, 0, -1)  # (saved states, *batch, time)
+    ys = jnp.moveaxis(sol.ys, 0, -1)  # (time, saved, *batch) -> (saved, *batch, time)
+    ys = jnp.moveaxis(ys, 0, -2)  # batch first: (*batch, saved, time)
     reached_t1 = sol.result == diffrax.RESULTS.successful
     finite = jnp.all(jnp.isfinite(ys))
     # Index into _FAILURE_MESSAGES: step limit, non-finite state, anything else.
     cause = jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, 0, 2)
     cause = jnp.where(~finite & ~(sol.result == diffrax.RESULTS.max_steps_reached), 1, cause)
     stats = {k: sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")}
-    return ys, reached_t1 & finite, cause, stats
+    out = ys
+    if static.max_spikes is not None:
+        V = ys[..., 0, :].reshape(-1, ts.shape[0])
+        times, counts = jax.vmap(
+            lambda v: _spike_times_padded(ts, v, arrays["threshold"], static.max_spikes)
+        )(V)
+        out = (times.reshape(*batch_shape, static.max_spikes), counts.reshape(batch_shape))
+    return out, reached_t1 & finite, cause, stats
 
 
 def _check_options(rtol, atol, max_steps, dt0):

@@ -93,3 +93,21 @@ def test_sharded_over_two_cpu_devices_matches_single_device():
     assert result["vs_halves"] < 1e-10
     # Against one shared-step solve of all 8, the difference is at the solver tolerance.
     assert result["vs_whole"] < 0.01
+
+
+def test_simulate_spikes_matches_spike_times_of_full_traces():
+    gNa = jnp.linspace(80.0, 160.0, 9)
+    p = hh.presets.neuron(gNa=gNa)
+    full = hh.simulate(p, STEP, t1=50.0, save="V")  # default save grid: every 0.025 ms
+    ref_times, ref_counts = hh.spike_times(full.t, full.V, max_spikes=8)
+    for chunk in (None, 4):
+        sp = hh.simulate_spikes(p, STEP, t1=50.0, max_spikes=8, chunk_size=chunk)
+        assert sp.times.shape == (9, 8) and sp.counts.shape == (9,)
+        np.testing.assert_array_equal(np.asarray(sp.counts), np.asarray(ref_counts))
+        if chunk is None:  # same solve: same samples, same refined times
+            np.testing.assert_allclose(np.asarray(sp.times), np.asarray(ref_times), atol=1e-12, equal_nan=True)
+        else:  # other chunk-mates: tolerance-level differences
+            np.testing.assert_allclose(np.asarray(sp.times), np.asarray(ref_times), atol=1e-3, equal_nan=True)
+    assert int(sp.counts[0]) < int(sp.counts[-1])  # more sodium, more spikes
+    with pytest.raises(ValueError, match="max_spikes"):
+        hh.simulate_spikes(p, STEP, t1=50.0, max_spikes=0)

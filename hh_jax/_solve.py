@@ -14,7 +14,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ._analysis import _spike_times_padded
-from ._batch import run_batched
+from ._batch import flatten_batch, run_batched
 from ._membrane import AbstractMembrane
 from ._stimulus import AbstractStimulus, NoStimulus
 from ._trace import Trace
@@ -76,6 +76,7 @@ def simulate(
     adjoint: diffrax.AbstractAdjoint | None = None,
     chunk_size: int | None = None,
     devices=None,
+    steps: str = "shared",
 ) -> Trace:
     """Integrate a membrane under a stimulus with an adaptive Diffrax solver.
 
@@ -115,6 +116,11 @@ def simulate(
     - `chunk_size`: for large batches, the number of neurons solved per compiled call; the
       chunks run one after another, so peak memory is set by the chunk and the saved output
       (e.g. 100,000 neurons × 2001 V samples in chunks of 10,000).
+    - `steps`: "shared" (default): a batch is one ODE with one step sequence, fastest for
+      similar neurons, and a neuron's trace then depends on its batch-mates at the level of
+      the tolerance; "per_neuron": every neuron takes its own steps (a `vmap` of single
+      solves), so its trace is exactly that of solving it alone, whatever the batch, chunk
+      or device it is in.
     - `devices`: the devices to shard a batch over (default: all devices of JAX's default
       backend). With several, each device runs its own solver loop on its slice of the batch
       (`jax.shard_map`). Chunking and sharding apply to eager calls; inside `jax.jit` the
@@ -140,6 +146,7 @@ def simulate(
         max_steps=max_steps,
         save_rows=tuple(save_rows),
         max_spikes=None,
+        per_neuron=_per_neuron(steps, "hh.simulate"),
     )
     ys, success, stats = _run(problem, static, throw)
     ys = jnp.moveaxis(ys, -2, 0)  # (*batch, saved states, time) -> (saved states, *batch, time)
@@ -174,6 +181,7 @@ def simulate_spikes(
     throw: bool = True,
     chunk_size: int | None = None,
     devices=None,
+    steps: str = "shared",
 ) -> Spikes:
     """Simulate and keep only spike times and counts: memory O(neurons × max_spikes).
 
@@ -181,7 +189,7 @@ def simulate_spikes(
     there (as `hh.spike_times` does), so no trace is ever returned: for parameter sweeps and
     populations where only the spikes matter. Chunking and sharding as in `hh.simulate`.
 
-    **Arguments:** as `hh.simulate`, plus
+    **Arguments:** as `hh.simulate` (including `steps`, `chunk_size`, `devices`), plus
     - `threshold`: spike detection level (mV); default the membrane's `spike_threshold()`.
     - `max_spikes`: length of the padded spike-time array per neuron; spikes beyond it are
       counted but their times dropped.
@@ -213,6 +221,7 @@ def simulate_spikes(
         max_steps=max_steps,
         save_rows=(0,),
         max_spikes=max_spikes,
+        per_neuron=_per_neuron(steps, "hh.simulate_spikes"),
     )
     (times, counts), success, _ = _run(problem, static, throw)
     return Spikes(times=times, counts=counts, success=success)
@@ -238,6 +247,12 @@ class _Problem(NamedTuple):
     arrays: dict
     devices: tuple
     chunk_size: int | None
+
+
+def _per_neuron(steps, owner) -> bool:
+    if steps not in ("shared", "per_neuron"):
+        raise ValueError(f"{owner}: `steps` must be 'shared' or 'per_neuron', got {steps!r}.")
+    return steps == "per_neuron"
 
 
 def _check_membrane(membrane, owner):
@@ -323,12 +338,31 @@ class _Static(eqx.Module):
     max_steps: int
     save_rows: tuple[int, ...]
     max_spikes: int | None  # set: reduce V to spike times inside the compiled solve
+    per_neuron: bool  # each neuron its own step sequence (vmap) instead of one shared step
 
 
 @eqx.filter_jit
 def _integrate(membrane, stimulus, v0, batch_shape, arrays, static):
     """The compiled part of `simulate`: arrays are traced, options static, so repeated calls
     with new values (parameters, stimulus, tolerances, times) reuse one compilation."""
+    if not static.per_neuron or not batch_shape:
+        return _solve(membrane, stimulus, v0, batch_shape, arrays, static)
+    # Per-neuron steps: flatten the batch and vmap single-neuron solves over it.
+    membrane, stimulus, v0, stim_batched = flatten_batch(membrane, stimulus, v0, batch_shape)
+    member_axes = jax.tree_util.tree_map(lambda x: 0 if jnp.ndim(x) > 0 else None, membrane)
+    stim_axes = jax.tree_util.tree_map(lambda b: 0 if b else None, stim_batched)
+    out, ok, cause, stats = jax.vmap(
+        lambda m, s, v: _solve(m, s, v, (), arrays, static),
+        in_axes=(member_axes, stim_axes, None if v0 is None else 0),
+    )(membrane, stimulus, v0)
+    out = jax.tree_util.tree_map(lambda x: x.reshape(*batch_shape, *x.shape[1:]), out)
+    first_bad = jnp.argmin(ok)
+    stats = {k: jnp.max(v) for k, v in stats.items()}  # the slowest neuron's counts
+    return out, jnp.all(ok), cause[first_bad], stats
+
+
+def _solve(membrane, stimulus, v0, batch_shape, arrays, static):
+    """One Diffrax solve of the whole (possibly batched) state with a shared step."""
     ts, t0, t1, dt0 = arrays["ts"], arrays["t0"], arrays["t1"], arrays["dt0"]
     rtol, atol = arrays["rtol"], arrays["atol"]
     solver, adjoint, max_steps, save_rows = static.solver, static.adjoint, static.max_steps, static.save_rows

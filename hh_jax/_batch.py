@@ -86,8 +86,11 @@ def run_batched(integrate, membrane, stimulus, v0, batch_shape, arrays, static, 
     chunk = min(size, chunk_size or size)
     chunk = int(math.ceil(chunk / n_dev) * n_dev)  # every device gets the same number of neurons
     local = chunk // n_dev
-    mesh = Mesh(np.asarray(devices), (_AXIS,))
-    solve = _sharded_solver(integrate, mesh, local, member_batched, stim_batched, v0 is not None, static)
+    if n_dev == 1:  # chunks only: the plain compiled solve, no shard_map wrapper
+        solve = functools.partial(_single_device, integrate, (chunk,), static)
+    else:
+        mesh = Mesh(np.asarray(devices), (_AXIS,))
+        solve = _sharded_solver(integrate, mesh, local, member_batched, stim_batched, v0 is not None, static)
 
     buffers, treedef, success, cause, steps = None, None, True, 0, {}
     for start in range(0, size, chunk):
@@ -100,7 +103,8 @@ def run_batched(integrate, membrane, stimulus, v0, batch_shape, arrays, static, 
         if buffers is None:  # one host buffer per output for the whole batch: no concatenation
             buffers = [np.empty((size, *leaf.shape[1:]), dtype=leaf.dtype) for leaf in leaves]
         for buffer, leaf in zip(buffers, leaves):
-            buffer[start:stop] = np.asarray(leaf[: stop - start])
+            # Copy on the host: slicing on the device first would add a device-side copy.
+            buffer[start:stop] = np.asarray(leaf)[: stop - start]
         del out, leaves
         ok = np.asarray(ok)
         if success and not ok.all():
@@ -110,6 +114,11 @@ def run_batched(integrate, membrane, stimulus, v0, batch_shape, arrays, static, 
     outputs = [_to_jax(b.reshape(*batch_shape, *b.shape[1:])) for b in buffers]
     out = jax.tree_util.tree_unflatten(treedef, outputs)
     return out, jnp.asarray(success), jnp.asarray(cause), {k: jnp.asarray(v) for k, v in steps.items()}
+
+
+def _single_device(integrate, batch_shape, static, m, s, v, arrays):
+    out, ok, why, stats = integrate(m, s, v, batch_shape, arrays, static)
+    return out, ok[None], why[None], stats
 
 
 def _to_jax(array: np.ndarray):

@@ -11,13 +11,17 @@ from __future__ import annotations
 import functools
 import math
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 _AXIS = "batch"
+
+
+def _is_array(x) -> bool:
+    """A concrete or traced array (Python scalars and static fields are not)."""
+    return hasattr(x, "shape") and hasattr(x, "dtype")
 
 
 def _is_batched(leaf, stim_batch) -> bool:
@@ -36,7 +40,7 @@ def flatten_batch(membrane, stimulus, v0, batch_shape):
     size = math.prod(batch_shape)
 
     def flat_member(x):
-        if not eqx.is_array_like(x):
+        if not _is_array(x):
             return x
         return jnp.broadcast_to(jnp.asarray(x), batch_shape).reshape(size)
 
@@ -60,7 +64,7 @@ def _take(tree, batched, start, stop, pad_to):
     """Rows start:stop of the batched leaves, padded (repeating the last row) to `pad_to`."""
 
     def take(x, is_batched):
-        if not is_batched or not eqx.is_array_like(x) or np.ndim(x) == 0:
+        if not is_batched or not _is_array(x) or np.ndim(x) == 0:
             return x
         rows = x[start:stop]
         if rows.shape[0] < pad_to:
@@ -76,12 +80,12 @@ def run_batched(integrate, membrane, stimulus, v0, batch_shape, arrays, static, 
 
     `integrate(membrane, stimulus, v0, batch_shape, arrays, static)` is the single-device
     solve (`arrays`: traced options such as save times and tolerances; `static`: hashable
-    options such as the solver); returns `(ys, success, cause, stats)` like it, with ys
-    `(saved states, *batch, time)`.
+    options such as the solver); returns `(out, success, cause, stats)` like it, every leaf
+    of `out` batch-first with the batch shape restored.
     """
     size = math.prod(batch_shape)
     membrane, stimulus, v0, stim_batched = flatten_batch(membrane, stimulus, v0, batch_shape)
-    member_batched = jax.tree_util.tree_map(lambda x: eqx.is_array_like(x) and np.ndim(x) > 0, membrane)
+    member_batched = jax.tree_util.tree_map(lambda x: _is_array(x) and np.ndim(x) > 0, membrane)
     n_dev = len(devices)
     chunk = min(size, chunk_size or size)
     chunk = int(math.ceil(chunk / n_dev) * n_dev)  # every device gets the same number of neurons

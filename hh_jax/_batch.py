@@ -16,17 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
+from ._stimulus.base import batched_leaves
+
 _AXIS = "batch"
 
 
 def _is_array(x) -> bool:
     """A concrete or traced array (Python scalars and static fields are not)."""
     return hasattr(x, "shape") and hasattr(x, "dtype")
-
-
-def _is_batched(leaf, stim_batch) -> bool:
-    shape = np.shape(leaf)
-    return len(stim_batch) > 0 and shape[: len(stim_batch)] == tuple(stim_batch)
 
 
 def flatten_batch(membrane, stimulus, v0, batch_shape):
@@ -49,14 +46,14 @@ def flatten_batch(membrane, stimulus, v0, batch_shape):
     stim_batch = stimulus.batch_shape
 
     def flat_stimulus(x):
-        if not _is_batched(x, stim_batch):
-            return x
         rest = np.shape(x)[len(stim_batch):]
         padded = jnp.reshape(x, (1,) * (len(batch_shape) - len(stim_batch)) + np.shape(x))
         return jnp.broadcast_to(padded, (*batch_shape, *rest)).reshape(size, *rest)
 
-    batched = jax.tree_util.tree_map(lambda x: _is_batched(x, stim_batch), stimulus)
-    stimulus = jax.tree_util.tree_map(flat_stimulus, stimulus)
+    batched = batched_leaves(stimulus, stim_batch)
+    stimulus = jax.tree_util.tree_map(
+        lambda x, b: flat_stimulus(x) if b else x, stimulus, batched
+    )
     return membrane, stimulus, v0, batched
 
 

@@ -133,3 +133,18 @@ def test_simulate_spikes_matches_spike_times_of_full_traces():
     assert int(sp.counts[0]) < int(sp.counts[-1])  # more sodium, more spikes
     with pytest.raises(ValueError, match="max_spikes"):
         hh.simulate_spikes(p, STEP, t1=50.0, max_spikes=0)
+
+
+def test_sampled_with_as_many_samples_as_neurons():
+    # 6 neurons and 6 samples: the shared sample times must not be split up as if they
+    # were one per neuron (chunking and per-neuron steps both flatten the batch).
+    times = jnp.linspace(0.0, 10.0, 6)
+    vals = jnp.outer(jnp.arange(6.0), jnp.ones(6)) * 0.5  # neuron k gets a constant k/2 µA/cm²
+    s = hh.Sampled(times, vals, hold="zero")
+    ref = hh.simulate(hh.presets.neuron(), s, t1=10.0, ts=times, steps="per_neuron")
+    for kwargs in (dict(chunk_size=4), dict(chunk_size=4, steps="per_neuron")):
+        got = hh.simulate(hh.presets.neuron(), s, t1=10.0, ts=times, **kwargs)
+        assert got.V.shape == (6, 6)
+        assert np.max(np.abs(np.asarray(got.V - ref.V))) < 0.01
+    alone = hh.simulate(hh.presets.neuron(), hh.Sampled(times, vals[4], hold="zero"), t1=10.0, ts=times)
+    np.testing.assert_allclose(np.asarray(ref.V[4]), np.asarray(alone.V), atol=1e-10, rtol=0)

@@ -9,6 +9,7 @@ stepping over a short pulse. Stimuli add with `+`.
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -20,7 +21,14 @@ from .._validation import broadcast_batch_shape, check_finite, concrete_array
 
 
 class AbstractStimulus(eqx.Module):
-    """Base class of all stimuli. Subclasses implement `__call__` and `discontinuities`."""
+    """Base class of all stimuli. Subclasses implement `__call__` and `discontinuities`.
+
+    A field whose array is shared by every neuron of a batch (sample times, say), rather
+    than holding one entry per neuron along its leading axes, is listed in `shared_fields`,
+    so batches can be split into chunks and over devices without mistaking it for one.
+    """
+
+    shared_fields: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def __call__(self, t: Float[ArrayLike, ""]) -> Float[Array, "*batch"]:
@@ -99,3 +107,26 @@ def check_window(owner: str, start, stop, *, allow_infinite_stop: bool = True) -
 
 def check_broadcast(owner: str, module: eqx.Module, names: tuple[str, ...]) -> None:
     broadcast_batch_shape(owner, {k: np.shape(getattr(module, k)) for k in names})
+
+
+def batched_leaves(stimulus: AbstractStimulus, batch_shape: tuple[int, ...]):
+    """A pytree like `stimulus` of bools: True for leaves that carry the stimulus's batch
+    axes first (one entry per neuron), False for shared ones."""
+    flags = jax.tree_util.tree_map(
+        lambda x: len(batch_shape) > 0 and np.shape(x)[: len(batch_shape)] == tuple(batch_shape),
+        stimulus,
+    )
+    return _unflag_shared(stimulus, flags)
+
+
+def _unflag_shared(stimulus, flags):
+    if isinstance(stimulus, Sum):
+        terms = tuple(_unflag_shared(s, f) for s, f in zip(stimulus.terms, flags.terms))
+        return eqx.tree_at(lambda f: f.terms, flags, terms)
+    for name in getattr(stimulus, "shared_fields", ()):
+        flags = eqx.tree_at(
+            lambda f, name=name: getattr(f, name),
+            flags,
+            jax.tree_util.tree_map(lambda _: False, getattr(flags, name)),
+        )
+    return flags

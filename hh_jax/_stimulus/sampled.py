@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +34,8 @@ class Sampled(AbstractStimulus):
     Example:
         >>> s = hh.Sampled(times=t_ms, values=i_uA_per_cm2, hold="zero")
     """
+
+    shared_fields: ClassVar[tuple[str, ...]] = ("times", "jumps")
 
     times: Float[Array, " samples"]
     values: Float[Array, "*batch samples"]

@@ -17,13 +17,9 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from ._stimulus.base import batched_leaves
+from ._validation import is_array
 
 _AXIS = "batch"
-
-
-def _is_array(x) -> bool:
-    """A concrete or traced array (Python scalars and static fields are not)."""
-    return hasattr(x, "shape") and hasattr(x, "dtype")
 
 
 def flatten_batch(membrane, stimulus, v0, batch_shape):
@@ -37,7 +33,7 @@ def flatten_batch(membrane, stimulus, v0, batch_shape):
     size = math.prod(batch_shape)
 
     def flat_member(x):
-        if not _is_array(x):
+        if not is_array(x):
             return x
         return jnp.broadcast_to(jnp.asarray(x), batch_shape).reshape(size)
 
@@ -61,7 +57,7 @@ def _take(tree, batched, start, stop, pad_to):
     """Rows start:stop of the batched leaves, padded (repeating the last row) to `pad_to`."""
 
     def take(x, is_batched):
-        if not is_batched or not _is_array(x) or np.ndim(x) == 0:
+        if not is_batched or not is_array(x) or np.ndim(x) == 0:
             return x
         rows = x[start:stop]
         if rows.shape[0] < pad_to:
@@ -82,7 +78,7 @@ def run_batched(integrate, membrane, stimulus, v0, batch_shape, arrays, static, 
     """
     size = math.prod(batch_shape)
     membrane, stimulus, v0, stim_batched = flatten_batch(membrane, stimulus, v0, batch_shape)
-    member_batched = jax.tree_util.tree_map(lambda x: _is_array(x) and np.ndim(x) > 0, membrane)
+    member_batched = jax.tree_util.tree_map(lambda x: is_array(x) and np.ndim(x) > 0, membrane)
     n_dev = len(devices)
     chunk = min(size, chunk_size or size)
     chunk = int(math.ceil(chunk / n_dev) * n_dev)  # every device gets the same number of neurons

@@ -52,9 +52,8 @@ def _simulate_steps(membrane, amplitudes, start, stop, t1, v0, solver_options):
             lambda x: jnp.asarray(x)[..., None] if jnp.ndim(x) > 0 else x, membrane
         )
     stimulus = Step(start=start, stop=stop, amplitude=amplitudes)
-    trace = simulate(
-        membrane, stimulus, t1=t1, ts=ts, v0=v0, save="V", **solver_options
-    )
+    options = {"max_steps": 262144, **solver_options}  # long steps: room for many spikes
+    trace = simulate(membrane, stimulus, t1=t1, ts=ts, v0=v0, save="V", **options)
     return trace.t, trace.V
 
 
@@ -95,7 +94,6 @@ def fi_curve(
     check_finite("amplitudes", amplitudes, owner)
     t1 = _step_protocol(owner, start, stop, t1)
     threshold = membrane.spike_threshold() if threshold is None else threshold
-    solver_options.setdefault("max_steps", 262144)
     t, V = _simulate_steps(membrane, amplitudes, start, stop, t1, v0, solver_options)
     count = spike_count(t, V, threshold, window=(start, stop))
     latency = first_spike_latency(t, V, start, threshold)
@@ -150,7 +148,6 @@ def rheobase(
     if not (isinstance(per_round, int) and per_round >= 1):
         raise ValueError(f"{owner}: `per_round` must be a positive integer, got {per_round!r}.")
     threshold = membrane.spike_threshold() if threshold is None else threshold
-    solver_options.setdefault("max_steps", 262144)
 
     def fires(amplitudes):
         t, V = _simulate_steps(membrane, jnp.asarray(amplitudes), start, stop, t1, v0, solver_options)

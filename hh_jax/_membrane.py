@@ -23,6 +23,7 @@ from ._validation import (
     check_finite,
     check_nonnegative,
     check_positive,
+    is_array,
 )
 
 
@@ -75,7 +76,7 @@ class AbstractMembrane(eqx.Module):
 
 
 def _is_value(v) -> bool:
-    return isinstance(v, (int, float)) or hasattr(v, "shape")
+    return isinstance(v, (int, float)) or is_array(v)
 
 
 def q10_factor(celsius, base_celsius=6.3, q10=3.0):

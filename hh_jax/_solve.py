@@ -18,7 +18,7 @@ from ._batch import flatten_batch, run_batched
 from ._membrane import AbstractMembrane
 from ._stimulus import AbstractStimulus, NoStimulus
 from ._trace import Trace
-from ._validation import broadcast_batch_shape, check_finite, concrete_array, is_concrete
+from ._validation import broadcast_batch_shape, check_finite, concrete_array, is_array, is_concrete
 from ._vector_field import vector_field
 
 DEFAULT_SAVE_DT = 0.025  # ms: NEURON's default time step, when no `ts` is given
@@ -140,14 +140,7 @@ def simulate(
         "hh.simulate", membrane, stimulus, t1=t1, ts=ts, t0=t0, v0=v0, rtol=rtol, atol=atol,
         dt0=dt0, max_steps=max_steps, chunk_size=chunk_size, devices=devices,
     )
-    static = _Static(
-        solver=diffrax.Tsit5() if solver is None else solver,
-        adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
-        max_steps=max_steps,
-        save_rows=tuple(save_rows),
-        max_spikes=None,
-        per_neuron=_per_neuron(steps, "hh.simulate"),
-    )
+    static = _static_options("hh.simulate", solver, adjoint, max_steps, save_rows, None, steps)
     ys, success, stats = _run(problem, static, throw)
     ys = jnp.moveaxis(ys, -2, 0)  # (*batch, saved states, time) -> (saved states, *batch, time)
     names = [problem.membrane.state_names[i] for i in save_rows]
@@ -215,14 +208,7 @@ def simulate_spikes(
     )
     threshold = problem.membrane.spike_threshold() if threshold is None else threshold
     problem.arrays["threshold"] = jnp.asarray(threshold, problem.arrays["ts"].dtype)
-    static = _Static(
-        solver=diffrax.Tsit5() if solver is None else solver,
-        adjoint=diffrax.RecursiveCheckpointAdjoint(),
-        max_steps=max_steps,
-        save_rows=(0,),
-        max_spikes=max_spikes,
-        per_neuron=_per_neuron(steps, "hh.simulate_spikes"),
-    )
+    static = _static_options("hh.simulate_spikes", solver, None, max_steps, (0,), max_spikes, steps)
     (times, counts), success, _ = _run(problem, static, throw)
     return Spikes(times=times, counts=counts, success=success)
 
@@ -249,10 +235,18 @@ class _Problem(NamedTuple):
     chunk_size: int | None
 
 
-def _per_neuron(steps, owner) -> bool:
+def _static_options(owner, solver, adjoint, max_steps, save_rows, max_spikes, steps) -> "_Static":
+    """The compile-selecting options, with Diffrax defaults filled in and `steps` checked."""
     if steps not in ("shared", "per_neuron"):
         raise ValueError(f"{owner}: `steps` must be 'shared' or 'per_neuron', got {steps!r}.")
-    return steps == "per_neuron"
+    return _Static(
+        solver=diffrax.Tsit5() if solver is None else solver,
+        adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
+        max_steps=max_steps,
+        save_rows=tuple(save_rows),
+        max_spikes=max_spikes,
+        per_neuron=steps == "per_neuron",
+    )
 
 
 def _check_membrane(membrane, owner):
@@ -441,13 +435,13 @@ def _is_inexact(x) -> bool:
     """A Python float or a floating array (concrete or traced)."""
     if isinstance(x, (float, complex)):
         return True
-    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)
+    return is_array(x) and jnp.issubdtype(x.dtype, jnp.inexact)
 
 
 def _float_dtype(*trees):
     leaves = [
         x for x in jax.tree_util.tree_leaves(trees)
-        if isinstance(x, (int, float)) or hasattr(x, "dtype")
+        if isinstance(x, (int, float)) or is_array(x)
     ]
     dtype = jnp.result_type(float, *leaves)
     if not jnp.issubdtype(dtype, jnp.floating):

@@ -16,6 +16,11 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def is_array(x) -> bool:
+    """A concrete or traced array (Python scalars and static fields are not)."""
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
 def concrete_array(x):
     """`x` as a NumPy array, or None when it is traced."""
     if not is_concrete(x):

@@ -84,7 +84,6 @@ def _hh_rhs_numpy(t, y, current):
 
 
 def _y0_numpy(v=-65.0):
-    _, dm, dh, dn = (None, None, None, None)
     x_m, x_n = -(v + 40.0) / 10.0, -(v + 55.0) / 10.0
     am, an = x_m / np.expm1(x_m), 0.1 * x_n / np.expm1(x_n)
     bm, bn = 4.0 * np.exp(-(v + 65.0) / 18.0), 0.125 * np.exp(-(v + 65.0) / 80.0)

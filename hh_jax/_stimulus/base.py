@@ -105,6 +105,12 @@ def check_window(owner: str, start, stop, *, allow_infinite_stop: bool = True) -
         )
 
 
+def window_edges(start, stop):
+    """The two jumps of a current switched on over [start, stop): all starts, then all stops."""
+    start, stop = jnp.broadcast_arrays(jnp.asarray(start), jnp.asarray(stop))
+    return jnp.concatenate([jnp.ravel(start), jnp.ravel(stop)])
+
+
 def check_broadcast(owner: str, module: eqx.Module, names: tuple[str, ...]) -> None:
     broadcast_batch_shape(owner, {k: np.shape(getattr(module, k)) for k in names})
 

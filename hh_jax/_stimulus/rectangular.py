@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from jaxtyping import ArrayLike, Float
 
 from .._validation import check_finite
-from .base import AbstractStimulus, check_broadcast, check_window
+from .base import AbstractStimulus, check_broadcast, check_window, window_edges
 
 
 class _Rectangular(AbstractStimulus):
@@ -27,8 +27,7 @@ class _Rectangular(AbstractStimulus):
         return jnp.where(on, self.amplitude, 0.0)
 
     def discontinuities(self):
-        start, stop = jnp.broadcast_arrays(jnp.asarray(self.start), jnp.asarray(self.stop))
-        return jnp.concatenate([jnp.ravel(start), jnp.ravel(stop)])
+        return window_edges(self.start, self.stop)
 
 
 class Pulse(_Rectangular):

@@ -7,7 +7,7 @@ from typing import ClassVar
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, Float
 
 from .._validation import check_finite, concrete_array
 from .base import AbstractStimulus
@@ -81,12 +81,11 @@ class Sampled(AbstractStimulus):
 
     def __call__(self, t):
         times, values = self.times, self.values
-        n = times.shape[0]
-        i = jnp.clip(jnp.searchsorted(times, t, side="right") - 1, 0, n - 2)
+        # The sample interval holding t; outside the record the value is masked anyway.
+        i = jnp.clip(jnp.searchsorted(times, t, side="right") - 1, 0, times.shape[0] - 2)
         inside = (t >= times[0]) & (t < times[-1])
         if self.hold == "zero":
-            j = jnp.clip(jnp.searchsorted(times, t, side="right") - 1, 0, n - 1)
-            value = values[..., j]
+            value = values[..., i]
         else:
             frac = (t - times[i]) / (times[i + 1] - times[i])
             value = values[..., i] + frac * (values[..., i + 1] - values[..., i])

@@ -1,7 +1,7 @@
 """hh_jax: differentiable Hodgkin–Huxley neurons on JAX and Diffrax.
 
 The data path, one module each: parameters (`_membrane`, `presets`) → stimulus → vector field
-→ solve (`simulate`) → trace → analysis.
+→ solve (`simulate`) → trace → analysis → loss (`_target`, `_loss`) → fit (`_fit`).
 """
 
 from . import plotting, presets
@@ -13,6 +13,17 @@ from ._analysis import (
     spike_times,
 )
 from ._fi_curve import FICurve, fi_curve, rheobase
+from ._fit import FitResult, fit
+from ._loss import (
+    AbstractLoss,
+    FeatureLoss,
+    SmoothedTraceMSE,
+    SpikeCountLoss,
+    SumLoss,
+    TraceMSE,
+    soft_spike_count,
+    trace_features,
+)
 from ._membrane import AbstractMembrane, HodgkinHuxley, hh_rates, q10_factor
 from ._solve import SolverError, Spikes, simulate, simulate_spikes
 from ._stimulus import (
@@ -27,15 +38,19 @@ from ._stimulus import (
     Step,
     Sum,
 )
+from ._target import Target
 from ._trace import Trace
 from ._vector_field import vector_field
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AbstractLoss",
     "AbstractMembrane",
     "AbstractStimulus",
     "FICurve",
+    "FeatureLoss",
+    "FitResult",
     "HodgkinHuxley",
     "Noise",
     "NoStimulus",
@@ -44,13 +59,19 @@ __all__ = [
     "Ramp",
     "Sampled",
     "Sine",
+    "SmoothedTraceMSE",
     "SolverError",
+    "SpikeCountLoss",
     "Spikes",
     "Step",
     "Sum",
+    "SumLoss",
+    "Target",
+    "TraceMSE",
     "Trace",
     "fi_curve",
     "firing_rate",
+    "fit",
     "first_spike_latency",
     "hh_rates",
     "interspike_intervals",
@@ -60,7 +81,9 @@ __all__ = [
     "rheobase",
     "simulate",
     "simulate_spikes",
+    "soft_spike_count",
     "spike_count",
     "spike_times",
+    "trace_features",
     "vector_field",
 ]

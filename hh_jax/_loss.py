@@ -1,0 +1,209 @@
+"""Losses: how far a simulated trace is from a target.
+
+A loss is called as `loss(ts, V, target) -> scalar`, with `V` the simulated voltage (mV) at
+the target's sample times `ts` (ms). Losses are small pytrees that combine with `+` and scale
+with `*`, e.g. `hh.TraceMSE() + 0.1 * hh.FeatureLoss()`; any plain function with the same
+signature works too.
+
+Trace MSE compares sample by sample; it is the right loss when the model can match spike
+timing (and the only one with a least-squares polish and Gauss–Newton standard errors). When a
+small shift of a spike makes the MSE misleading, use a smoothed trace, a soft spike count or
+features (resting potential, spike count, AP peak, interspike interval), or a mix.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._target import Target
+
+
+class AbstractLoss(eqx.Module):
+    """Base of the built-in losses: `__call__(ts, V, target)`; combine with `+` and `*`."""
+
+    def __call__(self, ts: Float[Array, " time"], V: Float[Array, " time"], target: Target) -> Float[Array, ""]:
+        raise NotImplementedError
+
+    def __add__(self, other):
+        if not callable(other):
+            return NotImplemented
+        return SumLoss(terms=(self, other), weights=(1.0, 1.0))
+
+    def __radd__(self, other):
+        if isinstance(other, (int, float)) and other == 0:  # sum([...]) starts from 0
+            return self
+        return NotImplemented
+
+    def __mul__(self, weight):
+        if not isinstance(weight, (int, float)):
+            return NotImplemented
+        return SumLoss(terms=(self,), weights=(float(weight),))
+
+    __rmul__ = __mul__
+
+
+class SumLoss(AbstractLoss):
+    """A weighted sum of losses (what `+` and `*` build)."""
+
+    terms: tuple
+    weights: tuple[float, ...]
+
+    def __call__(self, ts, V, target):
+        return sum(w * term(ts, V, target) for w, term in zip(self.weights, self.terms))
+
+
+class TraceMSE(AbstractLoss):
+    """Mean squared difference (mV²) between the simulated and target voltage over the
+    target's unmasked samples. Optional `window = (start, stop)` (ms) restricts it in time."""
+
+    window: tuple[float, float] | None = None
+
+    def residuals(self, ts, V, target):
+        """Per-sample residuals r with `loss = sum(r**2)`."""
+        mask = target.mask
+        if self.window is not None:
+            mask = mask & (ts >= self.window[0]) & (ts <= self.window[1])
+        n = jnp.maximum(jnp.sum(mask), 1)
+        return jnp.where(mask, V - target.V, 0.0) / jnp.sqrt(n).astype(V.dtype)
+
+    def __call__(self, ts, V, target):
+        return jnp.sum(self.residuals(ts, V, target) ** 2)
+
+
+def _smooth(V, mask, width, dt):
+    """Gaussian smoothing (σ = width ms) of a trace sampled every dt ms, normalised over the
+    mask (so masked samples and the ends do not pull the result towards zero)."""
+    n = max(1, int(np.ceil(4 * width / dt)))
+    k = jnp.asarray(np.exp(-0.5 * (np.arange(-n, n + 1) * dt / width) ** 2), V.dtype)
+    m = mask.astype(V.dtype)
+    num = jnp.convolve(jnp.where(mask, V, 0.0), k, mode="same")
+    den = jnp.convolve(m, k, mode="same")
+    return num / jnp.maximum(den, 1e-12)
+
+
+class SmoothedTraceMSE(AbstractLoss):
+    """MSE (mV²) between Gaussian-smoothed traces (σ = `width` ms, default 1 ms): tolerant to
+    spike-time shifts smaller than the width. Assumes uniformly spaced samples."""
+
+    width: float = 1.0
+
+    def __check_init__(self):
+        if not (np.isfinite(self.width) and self.width > 0):
+            raise ValueError(f"hh.SmoothedTraceMSE: `width` must be a positive time (ms), got {self.width}.")
+
+    def __call__(self, ts, V, target):
+        if target.sample_dt is None:
+            raise ValueError("hh.SmoothedTraceMSE: the target's samples must be uniformly spaced.")
+        mask = target.mask
+        a = _smooth(V, mask, self.width, target.sample_dt)
+        b = _smooth(target.V, mask, self.width, target.sample_dt)
+        return jnp.sum(jnp.where(mask, (a - b) ** 2, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def _threshold(target, threshold):
+    """Default spike threshold: 40 mV above the target's median voltage."""
+    if threshold is not None:
+        return threshold
+    return jnp.nanmedian(jnp.where(target.mask, target.V, jnp.nan)) + 40.0
+
+
+def soft_spike_count(V, threshold, sharpness=2.0, mask=None):
+    """A differentiable spike count: the total rise of sigmoid((V − threshold)/sharpness).
+
+    Each spike that crosses the threshold by several `sharpness` (mV) adds one; a trace that
+    stays below adds nearly zero.
+    """
+    s = jax.nn.sigmoid((V - threshold) / sharpness)
+    rise = jnp.maximum(s[1:] - s[:-1], 0.0)
+    if mask is not None:
+        rise = jnp.where(mask[1:] & mask[:-1], rise, 0.0)
+    return jnp.sum(rise)
+
+
+def _crossing_stats(ts, V, threshold, mask):
+    """Upward threshold crossings located by linear interpolation (differentiable in V):
+    (count, first crossing time, last crossing time)."""
+    up = (V[:-1] < threshold) & (V[1:] >= threshold) & mask[:-1] & mask[1:]
+    frac = (threshold - V[:-1]) / jnp.where(up, V[1:] - V[:-1], 1.0)
+    tc = ts[:-1] + frac * (ts[1:] - ts[:-1])
+    count = jnp.sum(up)
+    first = jnp.min(jnp.where(up, tc, jnp.inf))
+    last = jnp.max(jnp.where(up, tc, -jnp.inf))
+    return count, first, last
+
+
+class SpikeCountLoss(AbstractLoss):
+    """(soft spike count of the model − spike count of the target)².
+
+    `threshold` (mV) defaults to 40 mV above the target's median voltage; `sharpness` (mV)
+    sets how soft the count is."""
+
+    threshold: float | None = None
+    sharpness: float = 2.0
+
+    def __call__(self, ts, V, target):
+        thr = _threshold(target, self.threshold)
+        model = soft_spike_count(V, thr, self.sharpness, target.mask)
+        count, _, _ = _crossing_stats(ts, target.V, thr, target.mask)
+        return (model - count) ** 2
+
+
+FEATURES = ("resting", "spike_count", "ap_peak", "isi")
+_FEATURE_SCALES = {"resting": 1.0, "spike_count": 1.0, "ap_peak": 5.0, "isi": 1.0}
+
+
+def trace_features(ts, V, target, threshold, sharpness=2.0):
+    """Features of a trace (differentiable in V): `resting` (mean V where the stimulus is off,
+    mV), `spike_count` (soft), `ap_peak` (maximum V, mV), `isi` (mean interspike interval,
+    ms; NaN with fewer than two spikes)."""
+    mask = target.mask
+    off = (target.stimulus(ts) == 0.0) & mask
+    off = jnp.where(jnp.any(off), off, mask)
+    resting = jnp.sum(jnp.where(off, V, 0.0)) / jnp.maximum(jnp.sum(off), 1)
+    count, first, last = _crossing_stats(ts, V, threshold, mask)
+    isi = jnp.where(count >= 2, (last - first) / jnp.maximum(count - 1, 1), jnp.nan)
+    return {
+        "resting": resting,
+        "spike_count": soft_spike_count(V, threshold, sharpness, mask),
+        "ap_peak": jnp.max(jnp.where(mask, V, -jnp.inf)),
+        "isi": isi,
+    }
+
+
+class FeatureLoss(AbstractLoss):
+    """Weighted squared differences of trace features between model and target.
+
+    Σ_f w_f ((f_model − f_target) / scale_f)² over `features` (any of "resting",
+    "spike_count", "ap_peak", "isi"); scales 1 mV, 1 spike, 5 mV, 1 ms unless given in
+    `scales`. The ISI term counts only when both traces have at least two spikes.
+    """
+
+    features: tuple[str, ...] = FEATURES
+    weights: dict | None = None
+    scales: dict | None = None
+    threshold: float | None = None
+
+    def __check_init__(self):
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown:
+            raise ValueError(f"hh.FeatureLoss: unknown feature(s) {unknown}; expected any of {list(FEATURES)}.")
+
+    def __call__(self, ts, V, target):
+        thr = _threshold(target, self.threshold)
+        model = trace_features(ts, V, target, thr)
+        data = trace_features(ts, target.V, target, thr)
+        data["spike_count"] = _crossing_stats(ts, target.V, thr, target.mask)[0].astype(V.dtype)
+        weights, scales = self.weights or {}, {**_FEATURE_SCALES, **(self.scales or {})}
+        total = 0.0
+        for f in self.features:
+            a, b = model[f], data[f]
+            if f == "isi":  # only when both have two spikes; NaN kept out of the gradient too
+                ok = jnp.isfinite(a) & jnp.isfinite(b)
+                a, b = jnp.where(ok, a, 0.0), jnp.where(ok, b, 0.0)
+            term = ((a - b) / scales[f]) ** 2
+            total = total + weights.get(f, 1.0) * term
+        return total

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._loss import TraceMSE
+from ._loss import TraceMSE, is_least_squares
 from ._membrane import AbstractMembrane
 from ._solve import simulate
 from ._target import Target
@@ -539,7 +539,8 @@ def fit(
     - `n_starts`: 1 starts from `init`; more draw every start at random (seeded by `seed`):
       positive parameters log-uniform in [init/4, 4·init], others uniform in init ± 10 mV
       (or °C), both within the bounds.
-    - `polish`: Levenberg–Marquardt iterations after the optimiser (trace MSE only; 0: none).
+    - `polish`: Levenberg–Marquardt iterations after the optimiser (for trace MSEs and
+      positive combinations of them, e.g. weighted windows; 0: none).
     - `rtol`, `atol`, `max_steps`: solver options for every simulation.
     - `chunk`: optimiser steps per compiled call.
     - `progress`: show a progress bar with the best loss (tqdm).
@@ -637,7 +638,7 @@ def fit(
 
     polish_solves = 0
     polish_history = np.zeros((n_starts, 0))
-    can_polish = isinstance(loss, TraceMSE) and polish > 0
+    can_polish = is_least_squares(loss) and polish > 0
     if can_polish:
         u_final, cost, r_all, J_all, converged, polish_history = _polish(problem, u, polish)
         polish_history = np.asarray(polish_history)
@@ -666,7 +667,8 @@ def fit(
     u_best = jnp.asarray(u_final)[best]
     params = _membrane_at(init, spaces, u_best)
     params = jax.tree_util.tree_map(lambda x: float(x) if eqx.is_array(x) and x.ndim == 0 else x, params)
-    if can_polish:  # the polish's own Jacobian at the best optimum
+    if can_polish and isinstance(loss, TraceMSE) and loss.window is None:
+        # The polish's residuals are the weighted trace residuals: reuse its Jacobian.
         se, corr, cov, sigma = _uncertainty(problem, u_best, r_all[best], J_all[best])
     else:
         se, corr, cov, sigma = _uncertainty(problem, u_best)

@@ -55,6 +55,22 @@ class SumLoss(AbstractLoss):
     def __call__(self, ts, V, target):
         return sum(w * term(ts, V, target) for w, term in zip(self.weights, self.terms))
 
+    def residuals(self, ts, V, target):
+        """Stacked residuals of the terms (when every term is a least-squares loss)."""
+        return jnp.concatenate(
+            [jnp.sqrt(w) * term.residuals(ts, V, target) for w, term in zip(self.weights, self.terms)]
+        )
+
+
+def is_least_squares(loss) -> bool:
+    """True for losses of the form Σ r² with known residuals r (trace MSEs, windows of them
+    and their positive combinations): those get the Levenberg–Marquardt polish."""
+    if isinstance(loss, TraceMSE):
+        return True
+    if isinstance(loss, SumLoss):
+        return all(w > 0 for w in loss.weights) and all(is_least_squares(t) for t in loss.terms)
+    return False
+
 
 class TraceMSE(AbstractLoss):
     """Mean squared difference (mV²) between the simulated and target voltage over the

@@ -231,3 +231,15 @@ def test_losses_on_known_traces():
     for loss in (hh.SmoothedTraceMSE() + hh.SpikeCountLoss() + 0.5 * hh.FeatureLoss(),):
         g = jax.grad(lambda v: loss(ts, v, target))(shifted)
         assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_weighted_windows_are_least_squares_and_polished():
+    target = hh.Target(stimulus=STEP, ts=TS, V=clean_trace(STEP))
+    loss = 3.0 * hh.TraceMSE(window=(0.0, 20.0)) + hh.TraceMSE(window=(20.0, 50.0))
+    ts, V = jnp.asarray(TS), jnp.asarray(clean_trace(STEP, gK=41.0))
+    r = loss.residuals(ts, V, target)
+    assert float(jnp.sum(r**2)) == pytest.approx(float(loss(ts, V, target)), rel=1e-12)
+    res = hh.fit(hh.presets.seed(**{**TRUTH, "gK": 41.0}), target, free=("gK",), loss=loss,
+                 steps=0, polish=6, progress=False)
+    assert res.polish_history.shape == (1, 6)
+    assert res.params.gK == pytest.approx(40.0, rel=1e-4)

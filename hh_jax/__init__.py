@@ -24,8 +24,27 @@ from ._loss import (
     soft_spike_count,
     trace_features,
 )
-from ._membrane import AbstractMembrane, HodgkinHuxley, hh_rates, q10_factor
-from ._solve import SolverError, Spikes, simulate, simulate_spikes
+from ._channels import (
+    AbstractChannel,
+    AlphaBetaChannel,
+    HHPotassium,
+    HHSodium,
+    InfTauChannel,
+    Leak,
+    MCurrent,
+    PospischilPotassium,
+    PospischilSodium,
+)
+from ._membrane import (
+    AbstractChannelMembrane,
+    AbstractMembrane,
+    ChannelMembrane,
+    HodgkinHuxley,
+    Pospischil,
+    hh_rates,
+    q10_factor,
+)
+from ._solve import SolverError, Spikes, simulate, simulate_spikes, stable_dtmax
 from ._stimulus import (
     AbstractStimulus,
     Noise,
@@ -45,7 +64,19 @@ from ._vector_field import vector_field
 __version__ = "0.1.0"
 
 __all__ = [
+    "AbstractChannel",
+    "AbstractChannelMembrane",
     "AbstractLoss",
+    "AlphaBetaChannel",
+    "ChannelMembrane",
+    "HHPotassium",
+    "HHSodium",
+    "InfTauChannel",
+    "Leak",
+    "MCurrent",
+    "Pospischil",
+    "PospischilPotassium",
+    "PospischilSodium",
     "AbstractMembrane",
     "AbstractStimulus",
     "FICurve",
@@ -84,6 +115,7 @@ __all__ = [
     "soft_spike_count",
     "spike_count",
     "spike_times",
+    "stable_dtmax",
     "trace_features",
     "vector_field",
 ]

@@ -25,12 +25,10 @@ import optax
 
 from ._loss import TraceMSE, is_least_squares
 from ._membrane import AbstractMembrane
-from ._solve import simulate
+from ._solve import simulate, stable_dtmax
 from ._target import Target
 
-FITTABLE = ("gNa", "gK", "gL", "ENa", "EK", "EL", "Cm", "celsius")
-_POSITIVE = ("gNa", "gK", "gL", "Cm")  # fitted in log space
-_UNIT = {"ENa": 10.0, "EK": 10.0, "EL": 10.0, "celsius": 10.0}  # mV or °C per unit of u
+_NOT_FITTED = ("vshift",)  # a convention, not a property of the cell
 _START_FACTOR = 4.0  # positive parameters start log-uniform in [init/4, 4·init]
 _OWNER = "hh.fit"
 
@@ -103,7 +101,7 @@ class _Space:
 
     def sample(self, rng, n):
         """n start values in natural units: positive parameters log-uniform in
-        [ref/4, 4·ref], others uniform in ref ± 10 (mV or °C), both within the bounds."""
+        [ref/4, 4·ref], others uniform in ref ± one unit (10 mV or °C), within the bounds."""
         if self.log:
             lo = max(self.ref / _START_FACTOR, self.lo)
             hi = min(self.ref * _START_FACTOR, self.hi)
@@ -116,13 +114,35 @@ class _Space:
         return np.clip(x, lo + span, hi - span)
 
 
-def _default_bounds(name, ref):
-    """Wide but physical: conductances and Cm within a factor 100 of the initial value,
+def _default_bounds(kind, ref):
+    """Wide but physical: positive parameters within a factor 100 of the initial value,
     potentials within ±60 mV, temperature within ±30 °C. They keep a wandering start out of
     regions where the model is stiff and every solve of the batch slows down."""
-    if name in _POSITIVE:
+    if kind == "positive":
         return (ref / 100.0, ref * 100.0) if ref > 0 else (0.0, np.inf)
-    return (ref - 60.0, ref + 60.0) if name in ("ENa", "EK", "EL") else (ref - 30.0, ref + 30.0)
+    if kind == "potential":
+        return (ref - 60.0, ref + 60.0)
+    if kind == "celsius":
+        return (ref - 30.0, ref + 30.0)
+    return (-np.inf, np.inf)
+
+
+def _get_param(membrane, path):
+    """A parameter by name or dotted path ("gNa"; "na.g" in a ChannelMembrane)."""
+    obj = membrane
+    if "." in path and hasattr(membrane, "channel_map"):
+        obj = membrane.channel_map
+    for part in path.split("."):
+        obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)
+    return obj
+
+
+def _param_kind(membrane, name):
+    if name in membrane.positive_parameters:
+        return "positive"
+    if name in membrane.potential_parameters:
+        return "potential"
+    return "celsius" if name.split(".")[-1] == "celsius" else "other"
 
 
 def _spaces(init, free, bounds) -> tuple[_Space, ...]:
@@ -131,9 +151,10 @@ def _spaces(init, free, bounds) -> tuple[_Space, ...]:
     free = tuple(free)
     if not free:
         raise ValueError(f"{_OWNER}: `free` must name at least one parameter.")
-    unknown = [n for n in free if n not in FITTABLE or not hasattr(init, n)]
+    fittable = [n for n in init.parameter_names if n not in _NOT_FITTED]
+    unknown = [n for n in free if n not in fittable]
     if unknown:
-        raise ValueError(f"{_OWNER}: unknown parameter(s) {unknown} in `free`; expected any of {list(FITTABLE)}.")
+        raise ValueError(f"{_OWNER}: unknown parameter(s) {unknown} in `free`; expected any of {fittable}.")
     if len(set(free)) != len(free):
         raise ValueError(f"{_OWNER}: `free` lists a parameter twice: {list(free)}.")
     bounds = dict(bounds or {})
@@ -142,11 +163,12 @@ def _spaces(init, free, bounds) -> tuple[_Space, ...]:
         raise ValueError(f"{_OWNER}: `bounds` given for parameter(s) {extra} that are not in `free` {list(free)}.")
     spaces = []
     for name in free:
-        ref = np.asarray(getattr(init, name), float)
+        ref = np.asarray(_get_param(init, name), float)
         if ref.shape != ():
             raise ValueError(f"{_OWNER}: `init.{name}` must be a scalar (fit one neuron at a time), got shape {ref.shape}.")
         ref = float(ref)
-        lo, hi = (float(b) for b in bounds.get(name, _default_bounds(name, ref)))
+        pkind = _param_kind(init, name)
+        lo, hi = (float(b) for b in bounds.get(name, _default_bounds(pkind, ref)))
         if not lo < hi:
             raise ValueError(f"{_OWNER}: lower bound must be below upper bound for {name}, got ({lo}, {hi}).")
         if not lo < ref < hi:
@@ -154,7 +176,7 @@ def _spaces(init, free, bounds) -> tuple[_Space, ...]:
                 f"{_OWNER}: `init.{name}` = {ref} lies outside its bounds ({lo}, {hi}); "
                 f"start from a value strictly inside."
             )
-        positive = name in _POSITIVE and lo >= 0.0
+        positive = pkind == "positive" and lo >= 0.0
         log = positive and lo > 0.0 or (positive and not np.isfinite(hi))
         if np.isfinite(lo) and np.isfinite(hi) and (lo > 0.0 or not positive):
             kind = "bounded"
@@ -166,14 +188,15 @@ def _spaces(init, free, bounds) -> tuple[_Space, ...]:
             kind, log = "upper", False
         else:
             kind, log = "free", False
-        spaces.append(_Space(name, kind, log, ref, lo, hi, 1.0 if log else _UNIT.get(name, 10.0)))
+        unit = 1.0 if log else (10.0 if pkind in ("potential", "celsius") else max(0.1 * abs(ref), 1.0))
+        spaces.append(_Space(name, kind, log, ref, lo, hi, unit))
     return tuple(spaces)
 
 
 def _membrane_at(init, spaces, u):
     """The membrane with the free parameters at unconstrained coordinates u (shape (p,))."""
     values = [s.natural(u[i]) for i, s in enumerate(spaces)]
-    return eqx.tree_at(lambda m: [getattr(m, s.name) for s in spaces], init, values)
+    return eqx.tree_at(lambda m: [_get_param(m, s.name) for s in spaces], init, values)
 
 
 def _naturals(spaces, u) -> dict[str, np.ndarray]:
@@ -190,24 +213,26 @@ class _Problem(eqx.Module):
     init: AbstractMembrane
     targets: tuple[Target, ...]
     loss: Callable
+    dtmax: tuple  # per target: the largest stable step at its initial state (ms)
     spaces: tuple = eqx.field(static=True)
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
 
-    def simulate(self, membrane, target, adjoint=None):
+    def simulate(self, membrane, i, adjoint=None):
+        target = self.targets[i]
         return simulate(
             membrane, target.stimulus, t0=target.t0, t1=target.ts[-1], ts=target.ts,
             v0=target.v0, save="V", rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
-            throw=False, adjoint=adjoint,
+            throw=False, adjoint=adjoint, dtmax=self.dtmax[i],
         )
 
     def objective(self, u):
         """(total loss, all solves succeeded) for one start."""
         membrane = _membrane_at(self.init, self.spaces, u)
         total, ok = 0.0, True
-        for target in self.targets:
-            tr = self.simulate(membrane, target)
+        for i, target in enumerate(self.targets):
+            tr = self.simulate(membrane, i)
             total = total + target.weight * self.loss(target.ts, tr.V, target)
             ok = ok & tr.success
         return total, ok
@@ -216,8 +241,8 @@ class _Problem(eqx.Module):
         """Trace-MSE residuals r (loss = Σ r²) for one start, by forward-mode solves."""
         membrane = _membrane_at(self.init, self.spaces, u)
         parts = []
-        for target in self.targets:
-            V = self.simulate(membrane, target, diffrax.ForwardMode()).V
+        for i, target in enumerate(self.targets):
+            V = self.simulate(membrane, i, diffrax.ForwardMode()).V
             parts.append(math.sqrt(target.weight) * self.loss.residuals(target.ts, V, target))
         return jnp.concatenate(parts)
 
@@ -329,10 +354,10 @@ def _raw_jacobian(problem, x):
     spaces = problem.spaces
 
     def raw(x):
-        membrane = eqx.tree_at(lambda m: [getattr(m, s.name) for s in spaces], problem.init, list(x))
+        membrane = eqx.tree_at(lambda m: [_get_param(m, s.name) for s in spaces], problem.init, list(x))
         es = []
-        for target in problem.targets:
-            V = problem.simulate(membrane, target, diffrax.ForwardMode()).V
+        for i, target in enumerate(problem.targets):
+            V = problem.simulate(membrane, i, diffrax.ForwardMode()).V
             es.append(jnp.where(target.mask, V - target.V, 0.0))
         return jnp.concatenate(es)
 
@@ -428,10 +453,16 @@ class FitResult:
 
     def save(self, path) -> None:
         """Write the result (and the optimiser state, to resume from) as JSON."""
-        fields = {
-            f.name: np.asarray(getattr(self.params, f.name)).tolist()
-            for f in dataclasses.fields(self.params)
-        }
+        fields = {}
+        for f in dataclasses.fields(self.params):
+            value = getattr(self.params, f.name)
+            if not isinstance(value, (int, float)) and not eqx.is_array(value):
+                raise NotImplementedError(
+                    f"FitResult.save: {type(self.params).__name__} holds nested modules "
+                    f"({f.name}); saving supports membranes whose fields are numbers "
+                    f"(hh.HodgkinHuxley, hh.Pospischil)."
+                )
+            fields[f.name] = np.asarray(value).tolist()
         payload = dict(
             format="hh_jax.FitResult", version=1,
             membrane=dict(type=type(self.params).__name__, fields=fields),
@@ -528,7 +559,9 @@ def fit(
     **Arguments:**
     - `init`: the starting membrane, e.g. `hh.presets.seed()`; its non-free parameters stay.
     - `targets`: an `hh.Target` or a sequence of them (each its own stimulus and times).
-    - `free`: names of the parameters to fit (any of gNa, gK, gL, ENa, EK, EL, Cm, celsius).
+    - `free`: names of the parameters to fit: any of the membrane's `parameter_names`
+      (for `hh.HodgkinHuxley` gNa, gK, gL, ENa, EK, EL, Cm, celsius; dotted paths such as
+      "na.g" for an `hh.ChannelMembrane`).
     - `bounds`: {name: (lower, upper)} in natural units; default positive for conductances and
       Cm, unbounded otherwise.
     - `loss`: `loss(ts, V, target) -> scalar`; default `hh.TraceMSE()`. Built-in losses
@@ -586,6 +619,9 @@ def fit(
         init=jax.tree_util.tree_map(cast, init),
         targets=jax.tree_util.tree_map(cast_arrays, targets),
         loss=loss, spaces=spaces, rtol=rtol, atol=atol, max_steps=max_steps,
+        # Targets usually start at rest, where the error estimate is zero and steps could grow
+        # past the stability limit that the gradients (not the trace) need.
+        dtmax=tuple(jnp.asarray(stable_dtmax(init, t.v0), dtype) for t in targets),
     )
     names = [s.name for s in spaces]
 

@@ -13,10 +13,20 @@ import dataclasses
 from typing import ClassVar
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ._channels import (
+    AbstractChannel,
+    HHPotassium,
+    HHSodium,
+    Leak,
+    MCurrent,
+    PospischilPotassium,
+    PospischilSodium,
+)
 from ._rates import safe_exp, vtrap
 from ._validation import (
     broadcast_batch_shape,
@@ -36,6 +46,11 @@ class AbstractMembrane(eqx.Module):
     """
 
     state_names: ClassVar[tuple[str, ...]]
+    # For the fitter: which parameters exist, which are positive (fitted in log space) and
+    # which are potentials (mV). Membranes with nested parameters name them by dotted paths.
+    parameter_names: ClassVar[tuple[str, ...]] = ()
+    positive_parameters: ClassVar[tuple[str, ...]] = ()
+    potential_parameters: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def resting_potential(self) -> Float[Array, "*batch"]:
@@ -104,10 +119,143 @@ def hh_rates(v):
     return alpha_n, beta_n, alpha_m, beta_m, alpha_h, beta_h
 
 
-class HodgkinHuxley(AbstractMembrane):
+class AbstractChannelMembrane(AbstractMembrane):
+    """A membrane built from channels: C dV/dt = I_injected − Σ I_channel.
+
+    Subclasses implement `channels()` (the channel modules, built from the membrane's own
+    fields or stored in it) and have a capacitance field `Cm` (µF/cm²). The state is V
+    followed by every channel's gates in order; a gate is named by its own name, or
+    `"<Channel>.<gate>"` where two channels use the same name.
+    """
+
+    @abc.abstractmethod
+    def channels(self) -> tuple[AbstractChannel, ...]:
+        """The channels, in state order."""
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        pairs = [(type(ch).__name__, gate) for ch in self.channels() for gate in ch.gates]
+        counts = {}
+        for _, gate in pairs:
+            counts[gate] = counts.get(gate, 0) + 1
+        return ("V",) + tuple(g if counts[g] == 1 else f"{c}.{g}" for c, g in pairs)
+
+    def steady_state(self, V):
+        V = jnp.asarray(V)
+        gates = [x for ch in self.channels() for x in ch.steady_state(V)]
+        if not gates:
+            return jnp.zeros((0,) + V.shape, V.dtype)
+        return jnp.stack(jnp.broadcast_arrays(*gates))
+
+    def total_current(self, V, gates_by_channel) -> Float[Array, "*batch"]:
+        """Σ channel currents (µA/cm², outward positive)."""
+        total = 0.0
+        for ch, gates in zip(self.channels(), gates_by_channel):
+            total = total + ch.current(V, gates)
+        return total
+
+    def derivatives(self, y, current):
+        V = y[0]
+        row, dgates, total = 1, [], 0.0
+        for ch in self.channels():
+            k = len(ch.gates)
+            gates = tuple(y[row + i] for i in range(k))
+            row += k
+            total = total + ch.current(V, gates)
+            dgates.extend(ch.gate_derivatives(V, gates))
+        dV = (current - total) / self.Cm
+        return jnp.stack(jnp.broadcast_arrays(dV, *dgates))
+
+    def resting_potential(self):
+        """The potential (mV) where the channel currents cancel with every gate at steady
+        state, by Newton's method from −65 mV (damped to 10 mV per step)."""
+        return _rest_by_newton(self, -65.0)
+
+
+def _rest_by_newton(membrane, guess, iterations=40):
+    def net(V):
+        ss = membrane.steady_state(V)
+        row, groups = 0, []
+        for ch in membrane.channels():
+            groups.append(tuple(ss[row + i] for i in range(len(ch.gates))))
+            row += len(ch.gates)
+        return membrane.total_current(V, groups)
+
+    V = jnp.broadcast_to(jnp.asarray(guess, jnp.result_type(float)), membrane.batch_shape)
+
+    def step(_, V):
+        f, df = jax.jvp(net, (V,), (jnp.ones_like(V),))
+        return V - jnp.clip(f / df, -10.0, 10.0)
+
+    return jax.lax.fori_loop(0, iterations, step, V)
+
+
+class ChannelMembrane(AbstractChannelMembrane):
+    """A membrane assembled from any channels, named in a dict.
+
+    **Fields:** `channel_map` {name: channel}, `Cm` (µF/cm²), `v_rest` (mV, the default
+    initial potential; None: where the currents cancel). Fit its parameters by dotted
+    paths, e.g. `free=("na.g", "kdr.g", "leak.E")`.
+
+    Example:
+        >>> m = hh.ChannelMembrane({"na": hh.HHSodium(g=120.0, E=50.0),
+        ...                         "k": hh.HHPotassium(g=36.0, E=-77.0),
+        ...                         "leak": hh.Leak(g=0.3, E=-54.3)}, Cm=1.0)
+    """
+
+    channel_map: dict
+    Cm: Float[ArrayLike, "*batch"] = 1.0
+    v_rest: float | None = None
+
+    def __check_init__(self):
+        owner = "hh.ChannelMembrane"
+        if not isinstance(self.channel_map, dict) or not self.channel_map:
+            raise ValueError(f"{owner}: `channel_map` must be a non-empty dict {{name: channel}}.")
+        for name, ch in self.channel_map.items():
+            if not isinstance(ch, AbstractChannel):
+                raise TypeError(f"{owner}: channel {name!r} must be an hh channel (AbstractChannel), got {type(ch).__name__}.")
+            if "." in name:
+                raise ValueError(f"{owner}: channel names may not contain '.', got {name!r}.")
+        check_positive("Cm", self.Cm, owner, "µF/cm²")
+
+    def channels(self):
+        return tuple(self.channel_map.values())
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        shapes = {"Cm": np.shape(self.Cm)}
+        for cname, ch in self.channel_map.items():
+            for f in dataclasses.fields(ch):
+                value = getattr(ch, f.name)
+                if _is_value(value):
+                    shapes[f"{cname}.{f.name}"] = np.shape(value)
+        return broadcast_batch_shape("hh.ChannelMembrane", shapes)
+
+    def resting_potential(self):
+        if self.v_rest is not None:
+            return jnp.asarray(self.v_rest)
+        return _rest_by_newton(self, -65.0)
+
+    @property
+    def parameter_names(self):
+        names = ["Cm"]
+        for cname, ch in self.channel_map.items():
+            names += [f"{cname}.{f.name}" for f in dataclasses.fields(ch) if _is_value(getattr(ch, f.name))]
+        return tuple(names)
+
+    @property
+    def positive_parameters(self):
+        return ("Cm",) + tuple(f"{c}.{p}" for c, ch in self.channel_map.items() for p in ch.positive_parameters)
+
+    @property
+    def potential_parameters(self):
+        return tuple(f"{c}.{p}" for c, ch in self.channel_map.items() for p in ch.potential_parameters)
+
+class HodgkinHuxley(AbstractChannelMembrane):
     """The Hodgkin–Huxley (1952) squid-axon membrane: Na, K and leak currents.
 
-    One set of equations serves both voltage conventions: rates are NEURON's `hh.mod` evaluated
+    It is built from channels (`hh.HHPotassium`, `hh.HHSodium`, `hh.Leak`), like any
+    `hh.AbstractChannelMembrane`. One set of equations serves both voltage conventions: rates are NEURON's `hh.mod` evaluated
     at `V − vshift`, so `vshift = 0` is NEURON's convention (rest near −65 mV) and
     `vshift = 65` the original one with rest at 0 mV. Build it with `hh.presets.seed()` or
     `hh.presets.neuron()`, which fill in every field; any field may be an array, and all array
@@ -132,10 +280,11 @@ class HodgkinHuxley(AbstractMembrane):
     celsius: Float[ArrayLike, "*batch"]
     vshift: Float[ArrayLike, "*batch"]
 
-    state_names: ClassVar[tuple[str, ...]] = ("V", "n", "m", "h")
     parameter_names: ClassVar[tuple[str, ...]] = (
         "gNa", "gK", "gL", "ENa", "EK", "EL", "Cm", "celsius", "vshift",
     )
+    positive_parameters: ClassVar[tuple[str, ...]] = ("gNa", "gK", "gL", "Cm")
+    potential_parameters: ClassVar[tuple[str, ...]] = ("ENa", "EK", "EL", "vshift")
 
     def __check_init__(self):
         owner = type(self).__name__
@@ -154,26 +303,61 @@ class HodgkinHuxley(AbstractMembrane):
         """0 mV in NEURON's convention, shifted by `vshift` (65 mV for the seed preset)."""
         return self.vshift + 0.0
 
-    def _gate_rates(self, V):
-        alpha_n, beta_n, alpha_m, beta_m, alpha_h, beta_h = hh_rates(V - self.vshift)
-        return (alpha_n, beta_n), (alpha_m, beta_m), (alpha_h, beta_h)
-
-    def steady_state(self, V):
-        V = jnp.asarray(V)
-        infs = [a / (a + b) for a, b in self._gate_rates(V)]
-        return jnp.stack(jnp.broadcast_arrays(*infs))
-
-    def derivatives(self, y, current):
-        V, n, m, h = y[0], y[1], y[2], y[3]
-        phi = q10_factor(self.celsius)
-        (an, bn), (am, bm), (ah, bh) = self._gate_rates(V)
-        dn = phi * (an * (1.0 - n) - bn * n)
-        dm = phi * (am * (1.0 - m) - bm * m)
-        dh = phi * (ah * (1.0 - h) - bh * h)
-        i_ion = (
-            self.gNa * m**3 * h * (V - self.ENa)
-            + self.gK * n**4 * (V - self.EK)
-            + self.gL * (V - self.EL)
+    def channels(self):
+        """K⁺ (gate n), Na⁺ (gates m, h) and leak: the state is (V, n, m, h)."""
+        return (
+            HHPotassium(g=self.gK, E=self.EK, vshift=self.vshift, celsius=self.celsius),
+            HHSodium(g=self.gNa, E=self.ENa, vshift=self.vshift, celsius=self.celsius),
+            Leak(g=self.gL, E=self.EL),
         )
-        dV = (current - i_ion) / self.Cm
-        return jnp.stack(jnp.broadcast_arrays(dV, dn, dm, dh))
+
+
+class Pospischil(AbstractChannelMembrane):
+    """The minimal cortical neuron model of Pospischil et al. (2008, Biol. Cybern. 99:427):
+    Na⁺ and delayed-rectifier K⁺ currents with Traub–Miles kinetics shifted by the threshold
+    parameter VT, a slow non-inactivating M-type K⁺ current (spike-frequency adaptation) and
+    a leak. Build it with `hh.presets.pospischil()` (the paper's regular-spiking cell).
+
+    **Fields:** `gNa`, `gK`, `gM`, `gL` (mS/cm²); `ENa`, `EK`, `EL` (mV); `VT` (mV, threshold
+    shift of the Na⁺ and K⁺ kinetics); `tau_max` (ms, the M current's slowest time constant);
+    `Cm` (µF/cm²). The state is (V, m, h, n, p); the default initial potential is the resting
+    potential, where the currents cancel.
+    """
+
+    gNa: Float[ArrayLike, "*batch"]
+    gK: Float[ArrayLike, "*batch"]
+    gM: Float[ArrayLike, "*batch"]
+    gL: Float[ArrayLike, "*batch"]
+    ENa: Float[ArrayLike, "*batch"]
+    EK: Float[ArrayLike, "*batch"]
+    EL: Float[ArrayLike, "*batch"]
+    VT: Float[ArrayLike, "*batch"]
+    tau_max: Float[ArrayLike, "*batch"]
+    Cm: Float[ArrayLike, "*batch"]
+
+    parameter_names: ClassVar[tuple[str, ...]] = (
+        "gNa", "gK", "gM", "gL", "ENa", "EK", "EL", "VT", "tau_max", "Cm",
+    )
+    positive_parameters: ClassVar[tuple[str, ...]] = ("gNa", "gK", "gM", "gL", "tau_max", "Cm")
+    potential_parameters: ClassVar[tuple[str, ...]] = ("ENa", "EK", "EL", "VT")
+
+    def __check_init__(self):
+        owner = type(self).__name__
+        for name in self.parameter_names:
+            check_finite(name, getattr(self, name), owner)
+        for name in ("gNa", "gK", "gM", "gL"):
+            check_nonnegative(name, getattr(self, name), owner, "mS/cm²")
+        check_positive("Cm", self.Cm, owner, "µF/cm²")
+        check_positive("tau_max", self.tau_max, owner, "ms")
+        _ = self.batch_shape
+
+    def channels(self):
+        return (
+            PospischilSodium(g=self.gNa, E=self.ENa, VT=self.VT),
+            PospischilPotassium(g=self.gK, E=self.EK, VT=self.VT),
+            MCurrent(g=self.gM, E=self.EK, tau_max=self.tau_max),
+            Leak(g=self.gL, E=self.EL),
+        )
+
+    def resting_potential(self):
+        return _rest_by_newton(self, self.EL)

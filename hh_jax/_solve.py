@@ -55,7 +55,13 @@ def _batch_rms_norm(x):
     `x` has shape `(states, *batch)`. For a single neuron this is Diffrax's RMS norm, and
     every neuron in a batch meets the requested tolerance.
     """
-    return jnp.sqrt(jnp.max(jnp.mean(x**2, axis=0)))
+    # The norm only chooses step sizes, so no gradient flows through it: derivatives are
+    # those of the solution for the step sequence taken (the usual discrete adjoint), a
+    # neuron's gradient does not depend on its batch-mates' errors, and a state at exact
+    # rest (zero error estimates, e.g. a Newton-solved resting potential) cannot turn the
+    # controller's error**(-k) into NaN gradients. The floor keeps 1/norm finite.
+    x = jax.lax.stop_gradient(x)
+    return jnp.sqrt(jnp.max(jnp.mean(x**2, axis=0)) + 1e-30)
 
 
 def simulate(
@@ -70,6 +76,7 @@ def simulate(
     rtol: float = 1e-6,
     atol: float = 1e-6,
     dt0: float | None = None,
+    dtmax: float | None = None,
     max_steps: int = 16384,
     save: str | Sequence[str] = "all",
     throw: bool = True,
@@ -105,6 +112,10 @@ def simulate(
       V within about 1e-3 mV of a converged solution in float64; in float32 keep
       `rtol >= 1e-6`.
     - `dt0`: first step (ms); default chosen automatically.
+    - `dtmax`: largest step (ms); default unlimited. Set it (e.g. `hh.stable_dtmax(membrane)`)
+      when differentiating a simulation that starts exactly at equilibrium: there the error
+      estimate is zero, steps grow past the explicit solver's stability limit without
+      harming the trace, but its derivatives (which the error control does not see) blow up.
     - `max_steps`: step limit; reaching it is a failure.
     - `save`: "all" (V and every gate), "V" (voltage only, least memory), or a sequence of
       state names such as ("V", "n").
@@ -138,7 +149,7 @@ def simulate(
     save_rows = _save_rows(_check_membrane(membrane, "hh.simulate"), save)
     problem = _prepare(
         "hh.simulate", membrane, stimulus, t1=t1, ts=ts, t0=t0, v0=v0, rtol=rtol, atol=atol,
-        dt0=dt0, max_steps=max_steps, chunk_size=chunk_size, devices=devices,
+        dt0=dt0, max_steps=max_steps, chunk_size=chunk_size, devices=devices, dtmax=dtmax,
     )
     static = _static_options("hh.simulate", solver, adjoint, max_steps, save_rows, None, steps)
     ys, success, stats = _run(problem, static, throw)
@@ -258,7 +269,7 @@ def _check_membrane(membrane, owner):
     return membrane
 
 
-def _prepare(owner, membrane, stimulus, *, t1, ts, t0, v0, rtol, atol, dt0, max_steps, chunk_size, devices):
+def _prepare(owner, membrane, stimulus, *, t1, ts, t0, v0, rtol, atol, dt0, max_steps, chunk_size, devices, dtmax=None):
     """Validate eagerly and cast everything to one floating dtype."""
     if stimulus is None:
         stimulus = NoStimulus()
@@ -268,6 +279,8 @@ def _prepare(owner, membrane, stimulus, *, t1, ts, t0, v0, rtol, atol, dt0, max_
             f"got {type(stimulus).__name__}."
         )
     _check_options(rtol, atol, max_steps, dt0)
+    if dtmax is not None and is_concrete(dtmax) and not (np.isfinite(dtmax) and dtmax > 0):
+        raise ValueError(f"{owner}: `dtmax` must be a positive time step (ms), got {dtmax}.")
     if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size > 0):
         raise ValueError(f"{owner}: `chunk_size` must be a positive integer, got {chunk_size!r}.")
     dtype = _float_dtype(membrane, stimulus, v0, ts, t0, t1)
@@ -297,6 +310,7 @@ def _prepare(owner, membrane, stimulus, *, t1, ts, t0, v0, rtol, atol, dt0, max_
         t0=jnp.asarray(t0, dtype),
         t1=jnp.asarray(t1, dtype),
         dt0=None if dt0 is None else jnp.asarray(dt0, dtype),
+        dtmax=None if dtmax is None else jnp.asarray(dtmax, dtype),
         rtol=jnp.asarray(rtol, dtype),
         atol=jnp.asarray(atol, dtype),
     )
@@ -362,7 +376,9 @@ def _solve(membrane, stimulus, v0, batch_shape, arrays, static):
     solver, adjoint, max_steps, save_rows = static.solver, static.adjoint, static.max_steps, static.save_rows
     y0 = membrane.initial_state(v0, batch_shape)
 
-    controller = diffrax.PIDController(rtol=rtol, atol=atol, norm=_batch_rms_norm)
+    controller = diffrax.PIDController(
+        rtol=arrays["rtol"], atol=arrays["atol"], dtmax=arrays.get("dtmax"), norm=_batch_rms_norm
+    )
     jumps = jnp.asarray(stimulus.discontinuities(), ts.dtype)
     kinks = jnp.asarray(stimulus.kinks(), ts.dtype)
     if jumps.size > 0 or kinks.size > 0:
@@ -468,3 +484,22 @@ def _save_times(ts, t0, t1, t0_c, t1_c, dtype):
                 f"got [{ts_c[0]}, {ts_c[-1]}]."
             )
     return jnp.asarray(ts, dtype)
+
+
+def stable_dtmax(membrane: AbstractMembrane, v0=None, safety: float = 2.0) -> float:
+    """A largest step (ms) inside the explicit solver's stability limit at the initial state.
+
+    The gates relax at rates −∂(dx/dt)/∂x; the fastest of them, λ (1/ms), bounds a stable
+    explicit step near h·λ ≈ 3 (Tsit5). Returns `safety / λ` (default 2/λ), for `dtmax` in
+    `hh.simulate` when a simulation that starts at equilibrium is differentiated.
+
+    **Arguments:** `membrane` (a single neuron or a batch: the stiffest neuron counts), `v0`
+    (mV, default the resting potential), `safety`.
+    """
+    y0 = jax.lax.stop_gradient(membrane.initial_state(v0))
+    f = lambda y: membrane.derivatives(y, 0.0)  # noqa: E731
+    lam = 0.0
+    for i in range(y0.shape[0]):  # the model is elementwise over neurons: one JVP per state row
+        tangent = jnp.zeros_like(y0).at[i].set(1.0)
+        lam = max(lam, float(jnp.max(jnp.abs(jax.jvp(f, (y0,), (tangent,))[1][i]))))
+    return safety / lam if lam > 0 else float("inf")

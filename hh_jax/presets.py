@@ -9,9 +9,9 @@ Example:
 
 from __future__ import annotations
 
-from ._membrane import HodgkinHuxley
+from ._membrane import HodgkinHuxley, Pospischil
 
-__all__ = ["seed", "neuron"]
+__all__ = ["seed", "neuron", "pospischil"]
 
 _SEED = dict(
     gNa=120.0, gK=36.0, gL=0.3, ENa=115.0, EK=-12.0, EL=10.613, Cm=1.0, celsius=6.3, vshift=65.0
@@ -21,7 +21,14 @@ _NEURON = dict(
 )
 
 
-def _build(preset: str, defaults: dict, overrides: dict) -> HodgkinHuxley:
+# Pospischil et al. 2008, Table 1, regular-spiking (RS) cell.
+_POSPISCHIL = dict(
+    gNa=56.0, gK=6.0, gM=0.075, gL=0.0205, ENa=50.0, EK=-90.0, EL=-70.3, VT=-56.2,
+    tau_max=608.0, Cm=1.0,
+)
+
+
+def _build(preset: str, defaults: dict, overrides: dict, cls=HodgkinHuxley):
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
         raise ValueError(
@@ -30,7 +37,7 @@ def _build(preset: str, defaults: dict, overrides: dict) -> HodgkinHuxley:
         )
     # Integers become floats so every field is differentiable and takes the solver's dtype.
     overrides = {k: float(v) if isinstance(v, int) else v for k, v in overrides.items()}
-    return HodgkinHuxley(**{**defaults, **overrides})
+    return cls(**{**defaults, **overrides})
 
 
 def seed(**overrides) -> HodgkinHuxley:
@@ -58,3 +65,17 @@ def neuron(**overrides) -> HodgkinHuxley:
     **Returns:** an `hh.HodgkinHuxley`.
     """
     return _build("neuron", _NEURON, overrides)
+
+
+def pospischil(**overrides) -> Pospischil:
+    """The regular-spiking cortical cell of Pospischil et al. (2008), Table 1.
+
+    gNa 56, gK 6, gM 0.075, gL 0.0205 mS/cm²; ENa 50, EK −90, EL −70.3 mV; VT −56.2 mV;
+    τmax 608 ms; Cm 1 µF/cm². (The sbi tutorial and Gonçalves et al. 2020 start from the
+    same equations with their own values, e.g. VT −60 mV, gL 0.1 mS/cm², EL −70 mV.)
+
+    **Arguments:** any field of `hh.Pospischil` by keyword; arrays batch.
+
+    **Returns:** an `hh.Pospischil`.
+    """
+    return _build("pospischil", _POSPISCHIL, overrides, Pospischil)

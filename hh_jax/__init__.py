@@ -57,6 +57,7 @@ from ._stimulus import (
     Step,
     Sum,
 )
+from ._recording import Recording, load_trace
 from ._target import Target
 from ._trace import Trace
 from ._vector_field import vector_field
@@ -88,6 +89,7 @@ __all__ = [
     "Pulse",
     "PulseTrain",
     "Ramp",
+    "Recording",
     "Sampled",
     "Sine",
     "SmoothedTraceMSE",
@@ -106,6 +108,7 @@ __all__ = [
     "first_spike_latency",
     "hh_rates",
     "interspike_intervals",
+    "load_trace",
     "plotting",
     "presets",
     "q10_factor",

@@ -372,7 +372,6 @@ def _integrate(membrane, stimulus, v0, batch_shape, arrays, static):
 def _solve(membrane, stimulus, v0, batch_shape, arrays, static):
     """One Diffrax solve of the whole (possibly batched) state with a shared step."""
     ts, t0, t1, dt0 = arrays["ts"], arrays["t0"], arrays["t1"], arrays["dt0"]
-    rtol, atol = arrays["rtol"], arrays["atol"]
     solver, adjoint, max_steps, save_rows = static.solver, static.adjoint, static.max_steps, static.save_rows
     y0 = membrane.initial_state(v0, batch_shape)
 

@@ -55,7 +55,7 @@ def _crossing_time(t, V, i, threshold):
 
 def _spike_times_padded(t, V, threshold, max_spikes):
     """Upward crossings of one trace: (times padded with NaN to max_spikes, count)."""
-    crosses = (V[:-1] < threshold) & (V[1:] >= threshold)
+    crosses = (V[:-1] < threshold) & (V[1:] >= threshold) & jnp.isfinite(V[1:])  # inf: a failed solve
     count = jnp.sum(crosses)
     (idx,) = jnp.nonzero(crosses, size=max_spikes, fill_value=0)
     times = jax.vmap(lambda i: _crossing_time(t, V, i, threshold))(idx)
@@ -98,7 +98,7 @@ def spike_times(
     threshold = jnp.asarray(threshold, V.dtype)
     single = V.ndim == 1 and max_spikes is None
     if max_spikes is None:
-        crosses = concrete_array((flat[:, :-1] < threshold) & (flat[:, 1:] >= threshold))
+        crosses = concrete_array((flat[:, :-1] < threshold) & (flat[:, 1:] >= threshold) & jnp.isfinite(flat[:, 1:]))
         if crosses is None:
             raise ValueError("hh.spike_times: pass `max_spikes` when calling it under jax.jit.")
         max_spikes = int(np.max(np.sum(crosses, axis=-1), initial=0))
@@ -111,7 +111,7 @@ def spike_times(
 def _crossings_linear(t, V, threshold):
     """Mask of upward crossings per sample interval and their linearly interpolated times."""
     below, above = V[..., :-1], V[..., 1:]
-    crosses = (below < threshold) & (above >= threshold)
+    crosses = (below < threshold) & (above >= threshold) & jnp.isfinite(above)
     denom = jnp.where(crosses, above - below, 1.0)
     when = t[:-1] + (threshold - below) * (t[1:] - t[:-1]) / denom
     return crosses, when

@@ -257,8 +257,10 @@ def _where_rows(flags, new, old):
 
 
 @eqx.filter_jit
-def _descent_chunk(problem, optimizer, use_lbfgs, u, opt_state, failed, active, length):
-    """`length` optimiser steps for every start (steps beyond `active` do nothing)."""
+def _descent_chunk(problem, optimizer, use_lbfgs, u, opt_state, failed, best, active, length):
+    """`length` optimiser steps for every start (steps beyond `active` do nothing). `best`
+    = (coordinates, loss) of the lowest loss each start has seen: on a rough loss (spike
+    features) the last iterate need not be the best one."""
     value_and_grad = jax.vmap(jax.value_and_grad(problem.objective, has_aux=True))
 
     def update_one(g, state, u_, value):
@@ -268,7 +270,7 @@ def _descent_chunk(problem, optimizer, use_lbfgs, u, opt_state, failed, active, 
         return optimizer.update(g, state, u_)
 
     def step(carry, k):
-        u, state, failed = carry
+        u, state, failed, (best_u, best_loss) = carry
 
         def run(_):
             (value, ok), g = value_and_grad(u)
@@ -279,15 +281,19 @@ def _descent_chunk(problem, optimizer, use_lbfgs, u, opt_state, failed, active, 
             keep = now_failed  # failed starts stay at their last finite point
             new_u = jnp.where(keep[:, None], u, new_u)
             new_state = _where_rows(keep, state, new_state)
-            return (new_u, new_state, now_failed), jnp.where(bad, jnp.nan, value)
+            better = ~bad & (value < best_loss)
+            best = (jnp.where(better[:, None], u, best_u), jnp.where(better, value, best_loss))
+            return (new_u, new_state, now_failed, best), jnp.where(bad, jnp.nan, value)
 
         def skip(_):
-            return (u, state, failed), jnp.full(u.shape[:1], jnp.nan, u.dtype)
+            return (u, state, failed, (best_u, best_loss)), jnp.full(u.shape[:1], jnp.nan, u.dtype)
 
         return jax.lax.cond(k < active, run, skip, None)
 
-    (u, opt_state, failed), history = jax.lax.scan(step, (u, opt_state, failed), jnp.arange(length))
-    return u, opt_state, failed, history.T
+    (u, opt_state, failed, best), history = jax.lax.scan(
+        step, (u, opt_state, failed, best), jnp.arange(length)
+    )
+    return u, opt_state, failed, best, history.T
 
 
 @eqx.filter_jit
@@ -638,6 +644,7 @@ def fit(
             raise ValueError(f"{_OWNER}: `resume` was made with a different optimiser.")
         opt_state = jax.tree_util.tree_unflatten(treedef, leaves)
         failed = jnp.asarray(resume._resume["failed"])
+        best = (jnp.asarray(resume._resume["best_u"], dtype), jnp.asarray(resume._resume["best_loss"], dtype))
         done = resume.steps_done
         history = [np.asarray(resume.history)]
         start_params = resume.start_params
@@ -652,13 +659,16 @@ def fit(
             u = jnp.asarray(np.stack([s.unconstrained(x0[:, i]) for i, s in enumerate(spaces)], axis=1), dtype)
         opt_state = jax.vmap(opt.init)(u)
         failed = jnp.zeros((n_starts,), bool)
+        best = (u, jnp.full((n_starts,), jnp.inf, dtype))
         done, history, n_solves = 0, [], 0
         start_params = _naturals(spaces, u)
 
     bar = _progress_bar(progress, total=max(steps - done, 0) + polish)
     while done < steps:
         active = min(chunk, steps - done)
-        u, opt_state, failed, hist = _descent_chunk(problem, opt, use_lbfgs, u, opt_state, failed, jnp.asarray(active), chunk)
+        u, opt_state, failed, best, hist = _descent_chunk(
+            problem, opt, use_lbfgs, u, opt_state, failed, best, jnp.asarray(active), chunk
+        )
         hist = np.asarray(hist)[:, :active]
         history.append(hist)
         done += active
@@ -670,22 +680,25 @@ def fit(
         opt_state=[(np.asarray(x).tolist(), str(np.asarray(x).dtype), list(np.shape(x)))
                    for x in jax.tree_util.tree_leaves(opt_state)],
         failed=np.asarray(failed).tolist(),
+        best_u=np.asarray(best[0]).tolist(),
+        best_loss=[float(x) for x in np.asarray(best[1])],
     )
 
     polish_solves = 0
     polish_history = np.zeros((n_starts, 0))
     can_polish = is_least_squares(loss) and polish > 0
     if can_polish:
-        u_final, cost, r_all, J_all, converged, polish_history = _polish(problem, u, polish)
+        u_final, cost, r_all, J_all, converged, polish_history = _polish(problem, best[0], polish)
         polish_history = np.asarray(polish_history)
         polish_solves += (polish + 1) * n_starts * len(targets)
         _advance(bar, polish, polish_history[:, -1])
         losses = np.asarray(cost, float)
         converged = np.asarray(converged)
     else:
-        u_final = u
-        losses = np.asarray(_final_losses(problem, u), float)
-        polish_solves += n_starts * len(targets)
+        u_final = best[0]
+        best_loss = np.asarray(best[1], float)
+        losses = best_loss if done > 0 else np.asarray(_final_losses(problem, u_final), float)
+        polish_solves += 0 if done > 0 else n_starts * len(targets)
         tail = history[:, -min(10, history.shape[1]):] if history.shape[1] else losses[:, None]
         with np.errstate(invalid="ignore"):
             converged = np.abs(tail[:, 0] - losses) <= 1e-6 * np.abs(losses)

@@ -168,21 +168,27 @@ class SpikeCountLoss(AbstractLoss):
         return (model - count) ** 2
 
 
-FEATURES = ("resting", "spike_count", "ap_peak", "isi")
-_FEATURE_SCALES = {"resting": 1.0, "spike_count": 1.0, "ap_peak": 5.0, "isi": 1.0}
+FEATURES = ("resting", "spike_count", "ap_peak", "isi", "first_spike", "ahp")
+_FEATURE_SCALES = {"resting": 1.0, "spike_count": 1.0, "ap_peak": 5.0, "isi": 1.0, "first_spike": 1.0, "ahp": 1.0}
 
 
 def trace_features(ts, V, target, threshold, sharpness=2.0):
     """Features of a trace (differentiable in V): `resting` (mean V where the stimulus is off,
     mV), `spike_count` (soft), `ap_peak` (maximum V, mV), `isi` (mean interspike interval,
-    ms; NaN with fewer than two spikes)."""
+    ms; NaN with fewer than two spikes), `first_spike` (time of the first threshold crossing,
+    ms; NaN without spikes), `ahp` (after-hyperpolarisation: the lowest V between the first
+    and the last spike, mV; NaN with fewer than two spikes)."""
     mask = target.mask
     off = (target.stimulus(ts) == 0.0) & mask
     off = jnp.where(jnp.any(off), off, mask)
     resting = jnp.sum(jnp.where(off, V, 0.0)) / jnp.maximum(jnp.sum(off), 1)
     count, first, last = _crossing_stats(ts, V, threshold, mask)
     isi = jnp.where(count >= 2, (last - first) / jnp.maximum(count - 1, 1), jnp.nan)
+    between = mask & (ts > first) & (ts < last)
+    ahp = jnp.where(count >= 2, jnp.min(jnp.where(between, V, jnp.inf)), jnp.nan)
     return {
+        "first_spike": jnp.where(count >= 1, first, jnp.nan),
+        "ahp": ahp,
         "resting": resting,
         "spike_count": soft_spike_count(V, threshold, sharpness, mask),
         "ap_peak": jnp.max(jnp.where(mask, V, -jnp.inf)),
@@ -194,11 +200,12 @@ class FeatureLoss(AbstractLoss):
     """Weighted squared differences of trace features between model and target.
 
     Σ_f w_f ((f_model − f_target) / scale_f)² over `features` (any of "resting",
-    "spike_count", "ap_peak", "isi"); scales 1 mV, 1 spike, 5 mV, 1 ms unless given in
-    `scales`. The ISI term counts only when both traces have at least two spikes.
+    "spike_count", "ap_peak", "isi", "first_spike", "ahp"; default the first four); scales
+    1 mV, 1 spike, 5 mV, 1 ms, 1 ms, 1 mV unless given in `scales`. Timing and AHP terms count
+    only when both traces have the spikes they need.
     """
 
-    features: tuple[str, ...] = FEATURES
+    features: tuple[str, ...] = ("resting", "spike_count", "ap_peak", "isi")
     weights: dict | None = None
     scales: dict | None = None
     threshold: float | None = None
@@ -217,7 +224,7 @@ class FeatureLoss(AbstractLoss):
         total = 0.0
         for f in self.features:
             a, b = model[f], data[f]
-            if f == "isi":  # only when both have two spikes; NaN kept out of the gradient too
+            if f in ("isi", "first_spike", "ahp"):  # only when both have the spikes; no NaN gradient
                 ok = jnp.isfinite(a) & jnp.isfinite(b)
                 a, b = jnp.where(ok, a, 0.0), jnp.where(ok, b, 0.0)
             term = ((a - b) / scales[f]) ** 2

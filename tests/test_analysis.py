@@ -66,3 +66,13 @@ def test_bad_analysis_input():
         hh.spike_count(T, synthetic(KNOWN), window=(5.0, 1.0))
     with pytest.raises(ValueError, match="max_spikes"):
         jax.jit(lambda v: hh.spike_times(T, v))(synthetic(KNOWN))
+
+
+def test_a_failed_solve_is_not_a_spike():
+    """After a failed solve the trace is inf; running into inf is not a threshold crossing."""
+    t = np.linspace(0.0, 10.0, 101)
+    V = np.where(t < 6.0, -65.0, np.inf)
+    assert hh.spike_times(t, V, threshold=0.0).size == 0
+    times, counts = hh.spike_times(t, np.stack([V, V]), threshold=0.0, max_spikes=2)
+    assert np.all(np.asarray(counts) == 0)
+    assert float(hh.spike_count(t, V, threshold=0.0)) == 0

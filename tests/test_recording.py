@@ -110,3 +110,22 @@ def test_abf_round_trip(tmp_path):
     rec = hh.load_trace(path)
     np.testing.assert_allclose(rec.t, T_S * 1e3, atol=1e-9)
     np.testing.assert_allclose(rec.V, V_V * 1e3, atol=0.01)  # ABF1 stores 16-bit integers
+
+
+ALLEN = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "allen_518290966_sweep57.npz"
+
+
+@pytest.mark.skipif(not ALLEN.exists(), reason="the shared Allen recording is not present")
+def test_allen_recording_loads_with_its_documented_properties():
+    with np.load(ALLEN) as z:
+        area, junction = float(z["soma_area_cm2"]), float(z["junction_potential_mV"])
+    rec = hh.load_trace(ALLEN, columns={"t": "t_ms", "V": "v_mV", "I": "i_nA"}, time_unit="ms",
+                        voltage_unit="mV", current_unit="nA", area_cm2=area, junction_mV=junction)
+    assert rec.t.size == 72500 and rec.t[-1] == pytest.approx(1449.98)
+    step = rec.stimulus("step")
+    assert step.start == pytest.approx(205.0) and step.stop == pytest.approx(1205.0, abs=0.05)
+    assert step.amplitude == pytest.approx(0.17e-3 / 1.857e-4, rel=1e-3)  # ≈ 0.92 µA/cm²
+    spikes = hh.spike_times(rec.t, rec.V, threshold=0.0)
+    assert spikes.size == 12 and np.mean(np.diff(spikes)) == pytest.approx(81.0, abs=1.0)
+    assert spikes[0] - 205.0 == pytest.approx(63.0, abs=1.0)
+    assert np.mean(rec.V[rec.t < 200.0]) == pytest.approx(-72.6 - 14.0, abs=0.2)

@@ -107,7 +107,7 @@ def main(argv=None):
     sp = hh.simulate_spikes(batch, step, t1=float(coarse.t[-1]), dt=0.1, rtol=1e-4, atol=1e-4,
                             max_spikes=128, steps="per_neuron", throw=False, chunk_size=256)
     rest = np.asarray(batch.resting_potential())  # every candidate starts, and waits, at rest
-    times, counts = np.asarray(sp.times), np.asarray(sp.counts)
+    times = np.asarray(sp.times)
     scores = np.full(args.candidates, np.inf)
     for i in range(args.candidates):
         s = times[i][np.isfinite(times[i])]

@@ -1,0 +1,348 @@
+"""The `hh-jax` command line: demo, simulate, fit, bench.
+
+    hh-jax demo --out figures
+    hh-jax simulate --preset seed --set gNa=100 --stimulus step:start=5,stop=45,amplitude=10 --t1 50 --out trace.npz
+    hh-jax fit trace.npz --preset seed --free gNa,gK,gL --out fit
+    hh-jax bench --quick
+
+Units everywhere: ms, mV, µA/cm², mS/cm². The command line computes in float64 (it is an
+application and may choose; the library itself never changes JAX's configuration). Bad input
+ends with a one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+
+_PRESETS = ("seed", "neuron", "pospischil")
+_STIMULI = {
+    "pulse": ("Pulse", ("start", "stop", "amplitude")),
+    "step": ("Step", ("start", "stop", "amplitude")),
+    "train": ("PulseTrain", ("start", "width", "amplitude", "count", "period", "frequency")),
+    "ramp": ("Ramp", ("start", "stop", "start_amplitude", "stop_amplitude")),
+    "sine": ("Sine", ("amplitude", "frequency", "offset", "phase", "start", "stop")),
+}
+
+
+class CLIError(Exception):
+    """Bad command-line input: reported in one line, no traceback."""
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    try:
+        return args.run(args) or 0
+    except (CLIError, ValueError, TypeError, FileNotFoundError, KeyError, OSError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"hh-jax {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+# ----------------------------------------------------------------------- parsing helpers
+
+
+def _preset(name, overrides):
+    import hh_jax as hh
+
+    if name not in _PRESETS:
+        raise CLIError(f"unknown preset {name!r}; expected one of {', '.join(_PRESETS)}")
+    return getattr(hh.presets, name)(**overrides)
+
+
+def _assignments(items, what="--set"):
+    out = {}
+    for item in items or ():
+        for part in item.split(","):
+            if "=" not in part:
+                raise CLIError(f"{what} expects NAME=VALUE, got {part!r}")
+            key, value = part.split("=", 1)
+            try:
+                out[key.strip()] = float(value)
+            except ValueError:
+                raise CLIError(f"{what}: {key.strip()} must be a number, got {value!r}") from None
+    return out
+
+
+def _stimulus(specs):
+    """`kind:key=value,...` terms, summed; e.g. step:start=5,stop=45,amplitude=10."""
+    import hh_jax as hh
+
+    total = None
+    for spec in specs or ():
+        kind, _, rest = spec.partition(":")
+        if kind not in _STIMULI:
+            raise CLIError(f"unknown stimulus {kind!r}; expected one of {', '.join(_STIMULI)}")
+        cls_name, allowed = _STIMULI[kind]
+        kwargs = _assignments([rest] if rest else [], what=f"--stimulus {kind}")
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise CLIError(f"--stimulus {kind}: unknown field(s) {unknown}; expected any of {list(allowed)}")
+        if "count" in kwargs:
+            kwargs["count"] = int(kwargs["count"])
+        term = getattr(hh, cls_name)(**kwargs)
+        total = term if total is None else total + term
+    return total
+
+
+def _load_config(path):
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise CLIError(f"{path}: not valid TOML ({err})") from None
+
+
+# ----------------------------------------------------------------------- commands
+
+
+def _simulate(args):
+    import jax.numpy as jnp
+    import numpy as np
+
+    import hh_jax as hh
+
+    config = _load_config(args.config) if args.config else {}
+    preset = args.preset or config.get("preset", "seed")
+    params = {**config.get("parameters", {}), **_assignments(args.set)}
+    t1 = args.t1 if args.t1 is not None else config.get("t1", 50.0)
+    dt = args.dt if args.dt is not None else config.get("dt", 0.025)
+    if not t1 > 0:
+        raise CLIError(f"--t1 must be a positive duration (ms), got {t1}")
+    if not dt > 0 or dt > t1:
+        raise CLIError(f"--dt must be a positive sampling interval (ms) below t1, got {dt}")
+    specs = list(args.stimulus or []) + [
+        f"{s['kind']}:" + ",".join(f"{k}={v}" for k, v in s.items() if k != "kind")
+        for s in config.get("stimulus", [])
+    ]
+    membrane = _preset(preset, params)
+    stimulus = _stimulus(specs)
+    n = int(round(t1 / dt)) + 1
+    ts = jnp.linspace(0.0, t1, n)
+    tr = hh.simulate(membrane, stimulus, t1=t1, ts=ts, v0=args.v0, rtol=args.rtol, atol=args.rtol)
+    current = np.zeros(n) if stimulus is None else np.asarray(jax_vmap_call(stimulus, ts))
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t, V = np.asarray(tr.t), np.asarray(tr.V)
+    if out.suffix == ".npz":
+        np.savez(out, t=t, V=V, I=current, t_unit="ms", V_unit="mV", I_unit="µA/cm²",
+                 preset=preset, parameters=json.dumps(params))
+    elif out.suffix == ".csv":
+        np.savetxt(out, np.column_stack([t, V, current]), delimiter=",", header="t,V,I", comments="")
+    else:
+        raise CLIError(f"--out must end in .npz or .csv, got {out.name!r}")
+    spikes = hh.spike_times(t, V, threshold=float(membrane.spike_threshold()))
+    print(f"{preset} model, {t1:g} ms: {len(spikes)} spikes at {np.round(spikes, 3).tolist()} ms")
+    print(f"wrote {out} (t in ms, V in mV, I in µA/cm²)")
+    if args.plot:
+        _plot_trace(tr, stimulus, args.plot)
+        print(f"wrote {args.plot}")
+
+
+def jax_vmap_call(stimulus, ts):
+    import jax
+
+    return jax.vmap(stimulus)(ts)
+
+
+def _plot_trace(tr, stimulus, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import hh_jax as hh
+
+    if stimulus is None:
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        hh.plotting.plot_voltage(tr, ax=ax)
+    else:
+        fig = hh.plotting.plot_trace(tr, stimulus)[0].figure
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fit(args):
+    import jax.numpy as jnp
+    import numpy as np
+
+    import hh_jax as hh
+
+    init = _preset(args.preset, _assignments(args.set))
+    free = tuple(x.strip() for x in args.free.split(",") if x.strip())
+    unknown = [n for n in free if n not in init.parameter_names or n == "vshift"]
+    if unknown or not free:
+        raise CLIError(f"unknown parameter(s) {unknown} in --free; expected names from {list(init.parameter_names)}")
+    path = pathlib.Path(args.trace)
+    if not path.exists():
+        raise CLIError(f"no such trace file: {path}")
+    rec = hh.load_trace(path, time_unit=args.time_unit, voltage_unit=args.voltage_unit,
+                        current_unit=args.current_unit, area_cm2=args.area, junction_mV=args.junction)
+    if rec.I is None:
+        raise CLIError(f"{path.name} has no current trace; the fit needs the stimulus")
+    stimulus = rec.stimulus(args.stimulus_from)
+    target = hh.Target(stimulus=stimulus, ts=rec.t, V=rec.V, v0=float(rec.V[0]))
+    res = hh.fit(init, target, free=free, n_starts=args.starts, steps=args.steps, seed=args.seed,
+                 progress=not args.no_progress)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = {k: float(getattr(res.params, k)) for k in free}
+    payload = dict(parameters=params, stderr=res.stderr, loss=res.loss, noise_sigma_mV=res.noise_sigma,
+                   correlation=np.asarray(res.correlation).tolist(), free=list(free), preset=args.preset,
+                   n_starts=args.starts, failed_starts=int(res.failed.sum()), wall_time_s=res.wall_time)
+    (out / "fit.json").write_text(json.dumps(payload, indent=2))
+    res.save(out / "fit_result.json")
+    print(f"fitted {', '.join(f'{k} = {v:.5g} ± {res.stderr[k]:.2g}' for k, v in params.items())}")
+    print(f"loss {res.loss:.4g} mV², residual SD {res.noise_sigma:.3g} mV, {res.wall_time:.1f} s")
+    tr = hh.simulate(res.params, stimulus, t0=float(rec.t[0]), t1=float(rec.t[-1]), ts=jnp.asarray(rec.t),
+                     v0=float(rec.V[0]))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    ax.plot(rec.t, rec.V, color="0.5", lw=0.8, label="data")
+    ax.plot(tr.t, tr.V, color="C3", lw=1.0, label="fit")
+    ax.set(xlabel="t (ms)", ylabel="V (mV)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "fit.png", dpi=110)
+    plt.close(fig)
+    print(f"wrote {out / 'fit.json'}, {out / 'fit_result.json'} and {out / 'fit.png'}")
+
+
+def _demo(args):
+    import jax.numpy as jnp
+    import numpy as np
+
+    import hh_jax as hh
+
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # 1. The gist: two pulses into the squid-axon model, three figures.
+    p = hh.presets.seed()
+    gist = hh.Pulse(start=0.0, stop=1.0, amplitude=150.0) + hh.Pulse(start=10.0, stop=11.0, amplitude=50.0)
+    tr = hh.simulate(p, gist, t1=50.0, ts=jnp.linspace(0.0, 50.0, 5001))
+    spikes = hh.spike_times(tr.t, tr.V, threshold=50.0)
+    for name, draw, size in (
+        ("stimulus", lambda ax: hh.plotting.plot_stimulus(gist, tr.t, ax=ax), (7, 3.2)),
+        ("voltage", lambda ax: hh.plotting.plot_voltage(tr, ax=ax, spikes=spikes), (7, 3.2)),
+        ("phase_plane", lambda ax: hh.plotting.plot_phase_plane(tr, gates=("n", "m"), ax=ax), (5.5, 4.5)),
+    ):
+        fig, ax = plt.subplots(figsize=size)
+        draw(ax)
+        fig.tight_layout()
+        fig.savefig(out / f"{name}.png", dpi=120)
+        plt.close(fig)
+    print(f"the gist: spikes at {np.round(spikes, 4).tolist()} ms; wrote stimulus.png, voltage.png, phase_plane.png")
+
+    # 2. Fit conductances to a built-in synthetic noisy trace.
+    truth = dict(gNa=100.0, gK=40.0, gL=0.25)
+    ts = np.linspace(0.0, 50.0, 2001)
+    rng = np.random.default_rng(0)
+    targets = []
+    for stim in (gist, hh.Step(start=5.0, stop=45.0, amplitude=10.0)):
+        clean = np.asarray(hh.simulate(hh.presets.seed(**truth), stim, t1=50.0, ts=jnp.asarray(ts)).V)
+        targets.append(hh.Target(stimulus=stim, ts=ts, V=clean + rng.normal(0.0, 1.0, ts.size)))
+    res = hh.fit(p, targets, free=tuple(truth), n_starts=args.starts, steps=args.steps,
+                 progress=not args.no_progress)
+    print(f"fit of gNa, gK, gL to two noisy (σ = 1 mV) traces from {args.starts} starts in {res.wall_time:.0f} s:")
+    for k, v in truth.items():
+        est = float(getattr(res.params, k))
+        print(f"  {k}: truth {v:g}, fitted {est:.4g} ± {res.stderr[k]:.2g} mS/cm²")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    for ax, target in zip(axes, targets):
+        fitted = hh.simulate(res.params, target.stimulus, t1=50.0, ts=target.ts)
+        ax.plot(target.ts, target.V, ".", ms=1.5, color="0.6", label="synthetic data")
+        ax.plot(fitted.t, fitted.V, color="C3", lw=1.2, label="fit")
+        ax.set(xlabel="t (ms)", ylabel="V (mV)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "fit.png", dpi=110)
+    plt.close(fig)
+    print(f"wrote {out / 'fit.png'}")
+
+
+def _bench(args):
+    script = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+    if not script.exists():
+        raise CLIError("bench runs scripts/benchmark.py from a source checkout of hh_jax; none found")
+    return subprocess.call([sys.executable, str(script), *args.rest])
+
+
+# ----------------------------------------------------------------------- parser
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="hh-jax", description="Differentiable Hodgkin–Huxley neurons: simulate, fit, benchmark.")
+    sub = parser.add_subparsers(dest="command")
+
+    demo = sub.add_parser("demo", help="the gist's figures and a conductance fit to built-in synthetic data")
+    demo.add_argument("--out", default="figures", help="folder for the PNG figures (default: figures)")
+    demo.add_argument("--starts", type=int, default=8, help="random starts of the fit (default 8)")
+    demo.add_argument("--steps", type=int, default=60, help="optimiser steps before the polish (default 60)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.set_defaults(run=_demo)
+
+    sim = sub.add_parser("simulate", help="simulate a preset under a stimulus; write NPZ or CSV (and a PNG)")
+    sim.add_argument("--preset", choices=None, help=f"model: {', '.join(_PRESETS)} (default seed)")
+    sim.add_argument("--set", action="append", metavar="NAME=VALUE",
+                     help="parameter override, e.g. gNa=100 (mS/cm²) or EL=-70 (mV); repeatable or comma-separated")
+    sim.add_argument("--stimulus", action="append", metavar="KIND:K=V,...",
+                     help="current (µA/cm², times in ms), summed if repeated: " + "; ".join(
+                         f"{k}:{','.join(v[1])}" for k, v in _STIMULI.items()))
+    sim.add_argument("--t1", type=float, help="duration (ms, default 50)")
+    sim.add_argument("--dt", type=float, help="sampling interval of the output (ms, default 0.025)")
+    sim.add_argument("--v0", type=float, help="initial potential (mV; default the preset's rest)")
+    sim.add_argument("--rtol", type=float, default=1e-6, help="solver tolerance (relative and absolute)")
+    sim.add_argument("--config", help="TOML file with preset, t1, dt, [parameters] and [[stimulus]] (kind = ...)")
+    sim.add_argument("--out", default="trace.npz", help="output .npz (t, V, I with units) or .csv (t,V,I)")
+    sim.add_argument("--plot", help="also write this PNG of stimulus and voltage")
+    sim.set_defaults(run=_simulate)
+
+    fit = sub.add_parser("fit", help="fit parameters to a trace file; write JSON (with standard errors) and a PNG")
+    fit.add_argument("trace", help=".npz, .csv, .nwb or .abf file with time, voltage and current")
+    fit.add_argument("--preset", default="seed", help=f"model to fit: {', '.join(_PRESETS)} (default seed)")
+    fit.add_argument("--set", action="append", metavar="NAME=VALUE", help="initial parameter values")
+    fit.add_argument("--free", default="gNa,gK,gL", help="comma-separated parameters to fit (default gNa,gK,gL)")
+    fit.add_argument("--starts", type=int, default=8, help="random starts (default 8)")
+    fit.add_argument("--steps", type=int, default=100, help="optimiser steps before the polish (default 100)")
+    fit.add_argument("--seed", type=int, default=0, help="seed of the random starts")
+    fit.add_argument("--stimulus-from", default="step", choices=("step", "sampled"),
+                     help="the recorded current as a fitted step (default) or sample by sample")
+    fit.add_argument("--time-unit", help="s or ms, if the file does not say (CSV: required)")
+    fit.add_argument("--voltage-unit", help="V or mV, if the file does not say")
+    fit.add_argument("--current-unit", help="A, nA, pA (with --area) or µA/cm², if the file does not say")
+    fit.add_argument("--area", type=float, help="membrane area (cm²) for absolute currents")
+    fit.add_argument("--junction", type=float, default=0.0, help="liquid-junction correction added to V (mV)")
+    fit.add_argument("--out", default="fit", help="output folder (default fit)")
+    fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fit.set_defaults(run=_fit)
+
+    bench = sub.add_parser("bench", help="run scripts/benchmark.py (source checkout); arguments pass through")
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark, e.g. --quick")
+    bench.set_defaults(run=_bench)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -130,7 +130,7 @@ def simulate(
     - `steps`: "shared" (default): a batch is one ODE with one step sequence, fastest for
       similar neurons, and a neuron's trace then depends on its batch-mates at the level of
       the tolerance; "per_neuron": every neuron takes its own steps (a `vmap` of single
-      solves), so its trace is exactly that of solving it alone, whatever the batch, chunk
+      solves), so its trace is that of solving it alone (to rounding, ~1e-11 mV), whatever the batch, chunk
       or device it is in.
     - `devices`: the devices to shard a batch over (default: all devices of JAX's default
       backend). With several, each device runs its own solver loop on its slice of the batch

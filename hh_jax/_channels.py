@@ -41,6 +41,9 @@ class AbstractChannel(eqx.Module):
     `hh.InfTauChannel`, which supply the first two from rate functions.
     `positive_parameters` and `potential_parameters` tell the fitter which fields are
     conductance-like (fitted in log space) and which are potentials (in mV).
+
+    Example:
+        >>> class Kir(hh.InfTauChannel): ...   # see the module docstring for a full channel
     """
 
     gates: ClassVar[tuple[str, ...]] = ()
@@ -63,7 +66,11 @@ class AbstractChannel(eqx.Module):
 class AlphaBetaChannel(AbstractChannel):
     """A channel whose gates open at rate α(V) and close at rate β(V) (1/ms):
     dx/dt = φ·(α(1 − x) − βx), steady state α/(α + β); φ = `rate_factor()` (1 by default,
-    a temperature factor for example). Subclasses implement `rates(V)` and `current`."""
+    a temperature factor for example). Subclasses implement `rates(V)` and `current`.
+
+    Example:
+        >>> hh.HHSodium(g=120.0, E=50.0).steady_state(-65.0)   # (m∞, h∞)
+    """
 
     @abc.abstractmethod
     def rates(self, V) -> tuple[tuple[Float[Array, "*batch"], Float[Array, "*batch"]], ...]:
@@ -82,7 +89,14 @@ class AlphaBetaChannel(AbstractChannel):
 
 class InfTauChannel(AbstractChannel):
     """A channel whose gates relax to x∞(V) with time constant τ(V) (ms):
-    dx/dt = (x∞ − x)/τ. Subclasses implement `inf_tau(V)` and `current`."""
+    dx/dt = (x∞ − x)/τ. Subclasses implement `inf_tau(V)` and `current`.
+
+    Example:
+        >>> class Kslow(hh.InfTauChannel):
+        ...     g: float; E: float = -90.0; gates = ("s",)
+        ...     def inf_tau(self, V): return ((1 / (1 + jnp.exp(-(V + 30) / 10)), 200.0),)
+        ...     def current(self, V, gates): return self.g * gates[0] * (V - self.E)
+    """
 
     @abc.abstractmethod
     def inf_tau(self, V) -> tuple[tuple[Float[Array, "*batch"], Float[ArrayLike, "*batch"]], ...]:
@@ -96,7 +110,11 @@ class InfTauChannel(AbstractChannel):
 
 
 class Leak(AbstractChannel):
-    """Ohmic leak, I = g (V − E): g in mS/cm², E in mV."""
+    """Ohmic leak, I = g (V − E): g in mS/cm², E in mV.
+
+    Example:
+        >>> hh.Leak(g=0.3, E=-54.3).current(-65.0, ())   # −3.21 µA/cm²
+    """
 
     g: Float[ArrayLike, "*batch"]
     E: Float[ArrayLike, "*batch"]
@@ -120,7 +138,11 @@ def _hh_factor(celsius):
 
 class HHSodium(AlphaBetaChannel):
     """The squid-axon Na⁺ current of NEURON's `hh.mod`, I = g m³h (V − E), rates evaluated
-    at V − vshift and scaled by 3^((celsius − 6.3)/10)."""
+    at V − vshift and scaled by 3^((celsius − 6.3)/10).
+
+    Example:
+        >>> hh.HHSodium(g=120.0, E=50.0, celsius=20.0).gate_derivatives(-65.0, (0.05, 0.6))
+    """
 
     g: Float[ArrayLike, "*batch"]
     E: Float[ArrayLike, "*batch"]
@@ -145,7 +167,11 @@ class HHSodium(AlphaBetaChannel):
 
 
 class HHPotassium(AlphaBetaChannel):
-    """The squid-axon delayed-rectifier K⁺ current of `hh.mod`, I = g n⁴ (V − E)."""
+    """The squid-axon delayed-rectifier K⁺ current of `hh.mod`, I = g n⁴ (V − E).
+
+    Example:
+        >>> hh.HHPotassium(g=36.0, E=-77.0).current(-65.0, (0.3177,))   # µA/cm²
+    """
 
     g: Float[ArrayLike, "*batch"]
     E: Float[ArrayLike, "*batch"]
@@ -172,7 +198,11 @@ class HHPotassium(AlphaBetaChannel):
 
 class PospischilSodium(AlphaBetaChannel):
     """Na⁺ current of Pospischil et al. (2008), I = g m³h (V − E), with the threshold
-    parameter VT (mV) shifting all rates (Traub–Miles kinetics)."""
+    parameter VT (mV) shifting all rates (Traub–Miles kinetics).
+
+    Example:
+        >>> hh.PospischilSodium(g=56.0, E=50.0, VT=-56.2).steady_state(-70.0)
+    """
 
     g: Float[ArrayLike, "*batch"]
     E: Float[ArrayLike, "*batch"]
@@ -194,7 +224,11 @@ class PospischilSodium(AlphaBetaChannel):
 
 
 class PospischilPotassium(AlphaBetaChannel):
-    """Delayed-rectifier K⁺ current of Pospischil et al. (2008), I = g n⁴ (V − E)."""
+    """Delayed-rectifier K⁺ current of Pospischil et al. (2008), I = g n⁴ (V − E).
+
+    Example:
+        >>> hh.PospischilPotassium(g=6.0, E=-90.0, VT=-56.2).steady_state(-70.0)
+    """
 
     g: Float[ArrayLike, "*batch"]
     E: Float[ArrayLike, "*batch"]
@@ -215,7 +249,11 @@ class PospischilPotassium(AlphaBetaChannel):
 
 class MCurrent(InfTauChannel):
     """Slow non-inactivating K⁺ (M-type) current of Pospischil et al. (2008), I = g p (V − E):
-    p∞ = 1/(1 + exp(−(V + 35)/10)), τp = τmax / (3.3 exp((V + 35)/20) + exp(−(V + 35)/20))."""
+    p∞ = 1/(1 + exp(−(V + 35)/10)), τp = τmax / (3.3 exp((V + 35)/20) + exp(−(V + 35)/20)).
+
+    Example:
+        >>> hh.MCurrent(g=0.075, E=-90.0, tau_max=608.0).inf_tau(-60.0)
+    """
 
     g: Float[ArrayLike, "*batch"]
     E: Float[ArrayLike, "*batch"]

@@ -24,6 +24,10 @@ class FICurve(eqx.Module):
     `count` (spikes during the step), `latency` (ms from step onset to the first spike; NaN
     where none), all of shape `(amplitudes,)` (or `(*batch, amplitudes)` for a batch of
     membranes).
+
+    Example:
+        >>> fi = hh.fi_curve(hh.presets.seed(), jnp.linspace(0.0, 30.0, 31))
+        >>> fi.rate   # Hz
     """
 
     amplitude: Float[Array, " amplitudes"]

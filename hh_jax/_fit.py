@@ -435,6 +435,10 @@ class FitResult:
     - `start_params`, `final_params`: {name: `(n_starts,)`} values at the start and end.
     - `best`: index of the best start; `n_solves`: simulations run (one per target per loss
       or gradient evaluation, and per polish iteration); `wall_time`: seconds.
+
+    Example:
+        >>> res = hh.fit(p, targets, free=("gNa", "gK"), n_starts=8)
+        >>> res.save("fit.json"); hh.FitResult.load("fit.json").stderr
     """
 
     params: AbstractMembrane

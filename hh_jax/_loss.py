@@ -23,7 +23,12 @@ from ._target import Target
 
 
 class AbstractLoss(eqx.Module):
-    """Base of the built-in losses: `__call__(ts, V, target)`; combine with `+` and `*`."""
+    """Base of the built-in losses: `__call__(ts, V, target)`; combine with `+` and `*`.
+
+    Example:
+        >>> loss = hh.TraceMSE() + 0.1 * hh.FeatureLoss()
+        >>> loss(target.ts, V_model, target)
+    """
 
     def __call__(self, ts: Float[Array, " time"], V: Float[Array, " time"], target: Target) -> Float[Array, ""]:
         raise NotImplementedError
@@ -47,7 +52,11 @@ class AbstractLoss(eqx.Module):
 
 
 class SumLoss(AbstractLoss):
-    """A weighted sum of losses (what `+` and `*` build)."""
+    """A weighted sum of losses (what `+` and `*` build).
+
+    Example:
+        >>> loss = 2.0 * hh.TraceMSE(window=(0.0, 20.0)) + hh.TraceMSE(window=(20.0, 50.0))
+    """
 
     terms: tuple
     weights: tuple[float, ...]
@@ -74,7 +83,11 @@ def is_least_squares(loss) -> bool:
 
 class TraceMSE(AbstractLoss):
     """Mean squared difference (mV²) between the simulated and target voltage over the
-    target's unmasked samples. Optional `window = (start, stop)` (ms) restricts it in time."""
+    target's unmasked samples. Optional `window = (start, stop)` (ms) restricts it in time.
+
+    Example:
+        >>> hh.TraceMSE(window=(5.0, 45.0))(target.ts, V_model, target)   # mV²
+    """
 
     window: tuple[float, float] | None = None
 
@@ -103,7 +116,11 @@ def _smooth(V, mask, width, dt):
 
 class SmoothedTraceMSE(AbstractLoss):
     """MSE (mV²) between Gaussian-smoothed traces (σ = `width` ms, default 1 ms): tolerant to
-    spike-time shifts smaller than the width. Assumes uniformly spaced samples."""
+    spike-time shifts smaller than the width. Assumes uniformly spaced samples.
+
+    Example:
+        >>> hh.fit(p, target, loss=hh.SmoothedTraceMSE(width=2.0))
+    """
 
     width: float = 1.0
 
@@ -132,6 +149,9 @@ def soft_spike_count(V, threshold, sharpness=2.0, mask=None):
 
     Each spike that crosses the threshold by several `sharpness` (mV) adds one; a trace that
     stays below adds nearly zero.
+
+    Example:
+        >>> hh.soft_spike_count(tr.V, threshold=0.0)   # ≈ the number of spikes
     """
     s = jax.nn.sigmoid((V - threshold) / sharpness)
     rise = jnp.maximum(s[1:] - s[:-1], 0.0)
@@ -156,7 +176,11 @@ class SpikeCountLoss(AbstractLoss):
     """(soft spike count of the model − spike count of the target)².
 
     `threshold` (mV) defaults to 40 mV above the target's median voltage; `sharpness` (mV)
-    sets how soft the count is."""
+    sets how soft the count is.
+
+    Example:
+        >>> hh.SpikeCountLoss(threshold=0.0)(target.ts, V_model, target)
+    """
 
     threshold: float | None = None
     sharpness: float = 2.0
@@ -177,7 +201,11 @@ def trace_features(ts, V, target, threshold, sharpness=2.0):
     mV), `spike_count` (soft), `ap_peak` (maximum V, mV), `isi` (mean interspike interval,
     ms; NaN with fewer than two spikes), `first_spike` (time of the first threshold crossing,
     ms; NaN without spikes), `ahp` (after-hyperpolarisation: the lowest V between the first
-    and the last spike, mV; NaN with fewer than two spikes)."""
+    and the last spike, mV; NaN with fewer than two spikes).
+
+    Example:
+        >>> hh.trace_features(target.ts, V_model, target, threshold=0.0)["isi"]   # ms
+    """
     mask = target.mask
     off = (target.stimulus(ts) == 0.0) & mask
     off = jnp.where(jnp.any(off), off, mask)
@@ -203,6 +231,9 @@ class FeatureLoss(AbstractLoss):
     "spike_count", "ap_peak", "isi", "first_spike", "ahp"; default the first four); scales
     1 mV, 1 spike, 5 mV, 1 ms, 1 ms, 1 mV unless given in `scales`. Timing and AHP terms count
     only when both traces have the spikes they need.
+
+    Example:
+        >>> loss = hh.FeatureLoss(features=("resting", "spike_count", "isi"), scales={"isi": 5.0})
     """
 
     features: tuple[str, ...] = ("resting", "spike_count", "ap_peak", "isi")

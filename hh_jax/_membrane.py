@@ -43,6 +43,11 @@ class AbstractMembrane(eqx.Module):
     The state is one array `y` of shape `(len(state_names), *batch)`; `y[0]` is the membrane
     potential V (mV) and the remaining rows are gating variables (dimensionless, in [0, 1]).
     Subclasses define `state_names`, `resting_potential`, `steady_state` and `derivatives`.
+
+    Example:
+        >>> p = hh.presets.neuron()
+        >>> p.initial_state().shape, p.state_names
+        ((4,), ('V', 'n', 'm', 'h'))
     """
 
     state_names: ClassVar[tuple[str, ...]]
@@ -95,7 +100,11 @@ def _is_value(v) -> bool:
 
 
 def q10_factor(celsius, base_celsius=6.3, q10=3.0):
-    """Temperature factor q10^((celsius − base)/10) that scales gate rates (NEURON's `hh.mod`)."""
+    """Temperature factor q10^((celsius − base)/10) that scales gate rates (NEURON's `hh.mod`).
+
+    Example:
+        >>> hh.q10_factor(16.3)   # 3.0
+    """
     return q10 ** ((celsius - base_celsius) / 10.0)
 
 
@@ -109,6 +118,9 @@ def hh_rates(v):
     - `v`: membrane potential (mV), NEURON convention; any shape.
 
     **Returns:** `(alpha_n, beta_n, alpha_m, beta_m, alpha_h, beta_h)`, each shaped like `v`.
+
+    Example:
+        >>> an, bn, am, bm, ah, bh = hh.hh_rates(jnp.linspace(-100.0, 50.0, 151))
     """
     alpha_n = 0.01 * vtrap(-(v + 55.0), 10.0)
     beta_n = 0.125 * safe_exp(-(v + 65.0) / 80.0)
@@ -126,6 +138,10 @@ class AbstractChannelMembrane(AbstractMembrane):
     fields or stored in it) and have a capacitance field `Cm` (µF/cm²). The state is V
     followed by every channel's gates in order; a gate is named by its own name, or
     `"<Channel>.<gate>"` where two channels use the same name.
+
+    Example:
+        >>> hh.presets.pospischil().state_names
+        ('V', 'm', 'h', 'n', 'p')
     """
 
     @abc.abstractmethod
@@ -268,6 +284,10 @@ class HodgkinHuxley(AbstractChannelMembrane):
     - `celsius`: temperature (°C); gate rates are scaled by 3^((celsius − 6.3)/10).
     - `vshift`: offset of this model's voltage axis from NEURON's (mV):
       V_here = V_NEURON + vshift.
+
+    Example:
+        >>> p = hh.HodgkinHuxley(gNa=120.0, gK=36.0, gL=0.3, ENa=50.0, EK=-77.0, EL=-54.3,
+        ...                      Cm=1.0, celsius=6.3, vshift=0.0)   # = hh.presets.neuron()
     """
 
     gNa: Float[ArrayLike, "*batch"]
@@ -322,6 +342,10 @@ class Pospischil(AbstractChannelMembrane):
     shift of the Na⁺ and K⁺ kinetics); `tau_max` (ms, the M current's slowest time constant);
     `Cm` (µF/cm²). The state is (V, m, h, n, p); the default initial potential is the resting
     potential, where the currents cancel.
+
+    Example:
+        >>> p = hh.presets.pospischil(gM=0.1)
+        >>> tr = hh.simulate(p, hh.Step(start=20.0, stop=220.0, amplitude=1.0), t1=240.0)
     """
 
     gNa: Float[ArrayLike, "*batch"]

@@ -31,6 +31,10 @@ class Recording:
 
     **Fields:** `t` (ms, strictly increasing), `V` (mV, junction-corrected), `I` (µA/cm², or
     None when no current was recorded), `source` (where it came from).
+
+    Example:
+        >>> rec = hh.load_trace("cell.npz").window(0.0, 500.0).resample(jnp.linspace(0.0, 500.0, 2501))
+        >>> target = rec.target()
     """
 
     t: np.ndarray
@@ -126,6 +130,10 @@ def load_trace(
 
     Raises `ValueError` naming the problem for missing columns, unknown units, NaNs,
     non-increasing times, an empty trace or an absolute current without `area_cm2`.
+
+    Example:
+        >>> rec = hh.load_trace("cell.csv", time_unit="s", voltage_unit="V", current_unit="pA",
+        ...                     area_cm2=1.857e-4, junction_mV=-14.0)
     """
     path = pathlib.Path(path)
     if not path.exists():

@@ -46,7 +46,14 @@ def _choose_devices(devices):
 
 
 class SolverError(RuntimeError):
-    """A simulation did not reach t1 (step limit, collapsed step size or non-finite state)."""
+    """A simulation did not reach t1 (step limit, collapsed step size or non-finite state).
+
+    Example:
+        >>> try:
+        ...     hh.simulate(p, s, t1=50.0, max_steps=20)
+        ... except hh.SolverError as err:
+        ...     print(err)
+    """
 
 
 def _batch_rms_norm(x):
@@ -229,6 +236,10 @@ class Spikes(eqx.Module):
 
     **Fields:** `times` (ms) `(*batch, max_spikes)`, NaN-padded; `counts` `(*batch,)`;
     `success` (all solves reached t1).
+
+    Example:
+        >>> sp = hh.simulate_spikes(hh.presets.neuron(gNa=jnp.linspace(80, 160, 100)), s, t1=50.0)
+        >>> sp.counts.shape, sp.times.shape
     """
 
     times: Float[Array, "*batch max_spikes"]
@@ -494,6 +505,11 @@ def stable_dtmax(membrane: AbstractMembrane, v0=None, safety: float = 2.0) -> fl
 
     **Arguments:** `membrane` (a single neuron or a batch: the stiffest neuron counts), `v0`
     (mV, default the resting potential), `safety`.
+
+    Example:
+        >>> p = hh.presets.pospischil()
+        >>> jax.grad(lambda g: hh.simulate(hh.presets.pospischil(gL=g), None, t1=30.0, ts=ts,
+        ...          dtmax=hh.stable_dtmax(p)).V.sum())(0.0205)
     """
     y0 = jax.lax.stop_gradient(membrane.initial_state(v0))
     f = lambda y: membrane.derivatives(y, 0.0)  # noqa: E731

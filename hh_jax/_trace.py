@@ -17,6 +17,10 @@ class Trace(eqx.Module):
       when only V was saved.
     - `num_steps`, `num_accepted_steps`, `num_rejected_steps`: solver statistics.
     - `success`: True when the solver reached t1.
+
+    Example:
+        >>> tr = hh.simulate(hh.presets.seed(), s, t1=50.0)
+        >>> tr.t.shape, tr.V.shape, tr.n.shape, bool(tr.success)
     """
 
     t: Float[Array, " time"]

@@ -26,6 +26,10 @@ class AbstractStimulus(eqx.Module):
     A field whose array is shared by every neuron of a batch (sample times, say), rather
     than holding one entry per neuron along its leading axes, is listed in `shared_fields`,
     so batches can be split into chunks and over devices without mistaking it for one.
+
+    Example:
+        >>> s = hh.Pulse(start=0.0, stop=1.0, amplitude=150.0) + hh.Step(start=10.0, amplitude=5.0)
+        >>> s(0.5), s.discontinuities()
     """
 
     shared_fields: ClassVar[tuple[str, ...]] = ()
@@ -66,7 +70,13 @@ def _terms(s: AbstractStimulus) -> tuple[AbstractStimulus, ...]:
 
 
 class Sum(AbstractStimulus):
-    """The sum of several stimuli (what `a + b` builds)."""
+    """The sum of several stimuli (what `a + b` builds).
+
+    Example:
+        >>> s = hh.Pulse(start=0.0, stop=1.0, amplitude=150.0) + hh.Pulse(start=10.0, stop=11.0, amplitude=50.0)
+        >>> isinstance(s, hh.Sum)
+        True
+    """
 
     terms: tuple[AbstractStimulus, ...]
 
@@ -81,7 +91,11 @@ class Sum(AbstractStimulus):
 
 
 class NoStimulus(AbstractStimulus):
-    """Zero current; what `hh.simulate` uses when no stimulus is given."""
+    """Zero current; what `hh.simulate` uses when no stimulus is given.
+
+    Example:
+        >>> hh.simulate(hh.presets.neuron(), hh.NoStimulus(), t1=10.0)
+    """
 
     def __call__(self, t):
         return jnp.zeros_like(t)

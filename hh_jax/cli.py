@@ -5,8 +5,8 @@
     hh-jax fit trace.npz --preset seed --free gNa,gK,gL --out fit
     hh-jax bench --quick
 
-Units everywhere: ms, mV, µA/cm², mS/cm². The command line computes in float64 (it is an
-application and may choose; the library itself never changes JAX's configuration). Bad input
+Units everywhere: ms, mV, µA/cm², mS/cm². Each command computes in float64, switched on for
+the command's duration only (JAX's global configuration is left as it was). Bad input
 ends with a one-line message and exit status 2.
 """
 
@@ -38,15 +38,24 @@ def main(argv=None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
     try:
-        return args.run(args) or 0
+        with _float64():
+            return args.run(args) or 0
     except (CLIError, ValueError, TypeError, FileNotFoundError, KeyError, OSError) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"hh-jax {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def _float64():
+    """float64 for the duration of the command, restored afterwards (a scoped switch, not a
+    change of JAX's global configuration)."""
+    import jax
+
+    scoped = getattr(jax, "enable_x64", None)
+    if scoped is None:  # older JAX
+        from jax.experimental import enable_x64 as scoped
+    return scoped(True)
 
 
 # ----------------------------------------------------------------------- parsing helpers

@@ -188,6 +188,19 @@ class AbstractChannelMembrane(AbstractMembrane):
         return _rest_by_newton(self, -65.0)
 
 
+def _check_parameters(membrane, conductances, positive):
+    """Eager checks of a flat membrane: every parameter finite, conductances (mS/cm²) >= 0,
+    `positive` ({name: unit}) > 0, and the array fields broadcast to one batch shape."""
+    owner = type(membrane).__name__
+    for name in membrane.parameter_names:
+        check_finite(name, getattr(membrane, name), owner)
+    for name in conductances:
+        check_nonnegative(name, getattr(membrane, name), owner, "mS/cm²")
+    for name, unit in positive.items():
+        check_positive(name, getattr(membrane, name), owner, unit)
+    _ = membrane.batch_shape  # raises if the array fields do not broadcast together
+
+
 def _rest_by_newton(membrane, guess, iterations=40):
     def net(V):
         ss = membrane.steady_state(V)
@@ -307,13 +320,7 @@ class HodgkinHuxley(AbstractChannelMembrane):
     potential_parameters: ClassVar[tuple[str, ...]] = ("ENa", "EK", "EL", "vshift")
 
     def __check_init__(self):
-        owner = type(self).__name__
-        for name in self.parameter_names:
-            check_finite(name, getattr(self, name), owner)
-        for name in ("gNa", "gK", "gL"):
-            check_nonnegative(name, getattr(self, name), owner, "mS/cm²")
-        check_positive("Cm", self.Cm, owner, "µF/cm²")
-        _ = self.batch_shape  # raises if the array fields do not broadcast together
+        _check_parameters(self, ("gNa", "gK", "gL"), {"Cm": "µF/cm²"})
 
     def resting_potential(self):
         """−65 mV in NEURON's convention, shifted by `vshift` (0 mV for the seed preset)."""
@@ -366,14 +373,7 @@ class Pospischil(AbstractChannelMembrane):
     potential_parameters: ClassVar[tuple[str, ...]] = ("ENa", "EK", "EL", "VT")
 
     def __check_init__(self):
-        owner = type(self).__name__
-        for name in self.parameter_names:
-            check_finite(name, getattr(self, name), owner)
-        for name in ("gNa", "gK", "gM", "gL"):
-            check_nonnegative(name, getattr(self, name), owner, "mS/cm²")
-        check_positive("Cm", self.Cm, owner, "µF/cm²")
-        check_positive("tau_max", self.tau_max, owner, "ms")
-        _ = self.batch_shape
+        _check_parameters(self, ("gNa", "gK", "gM", "gL"), {"Cm": "µF/cm²", "tau_max": "ms"})
 
     def channels(self):
         return (

@@ -118,6 +118,7 @@ def _load_config(path):
 
 
 def _simulate(args):
+    import jax
     import jax.numpy as jnp
     import numpy as np
 
@@ -141,7 +142,7 @@ def _simulate(args):
     n = int(round(t1 / dt)) + 1
     ts = jnp.linspace(0.0, t1, n)
     tr = hh.simulate(membrane, stimulus, t1=t1, ts=ts, v0=args.v0, rtol=args.rtol, atol=args.rtol)
-    current = np.zeros(n) if stimulus is None else np.asarray(jax_vmap_call(stimulus, ts))
+    current = np.zeros(n) if stimulus is None else np.asarray(jax.vmap(stimulus)(ts))
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     t, V = np.asarray(tr.t), np.asarray(tr.V)
@@ -158,12 +159,6 @@ def _simulate(args):
     if args.plot:
         _plot_trace(tr, stimulus, args.plot)
         print(f"wrote {args.plot}")
-
-
-def jax_vmap_call(stimulus, ts):
-    import jax
-
-    return jax.vmap(stimulus)(ts)
 
 
 def _plot_trace(tr, stimulus, path):

@@ -176,18 +176,19 @@ def _spaces(init, free, bounds) -> tuple[_Space, ...]:
                 f"{_OWNER}: `init.{name}` = {ref} lies outside its bounds ({lo}, {hi}); "
                 f"start from a value strictly inside."
             )
-        positive = pkind == "positive" and lo >= 0.0
-        log = positive and lo > 0.0 or (positive and not np.isfinite(hi))
-        if np.isfinite(lo) and np.isfinite(hi) and (lo > 0.0 or not positive):
+        # Log space for conductance-like parameters, unless a lower bound above 0 stands
+        # alone (then the distance to it is what varies on a log scale).
+        log = pkind == "positive" and ((lo > 0.0 and np.isfinite(hi)) or (lo == 0.0 and not np.isfinite(hi)))
+        if np.isfinite(lo) and np.isfinite(hi):
             kind = "bounded"
-        elif positive and lo == 0.0 and not np.isfinite(hi):
-            kind = "free"  # pure log space
+        elif log:
+            kind = "free"
         elif np.isfinite(lo):
-            kind, log = "lower", False
+            kind = "lower"
         elif np.isfinite(hi):
-            kind, log = "upper", False
+            kind = "upper"
         else:
-            kind, log = "free", False
+            kind = "free"
         unit = 1.0 if log else (10.0 if pkind in ("potential", "celsius") else max(0.1 * abs(ref), 1.0))
         spaces.append(_Space(name, kind, log, ref, lo, hi, unit))
     return tuple(spaces)

@@ -243,3 +243,16 @@ def test_weighted_windows_are_least_squares_and_polished():
                  steps=0, polish=6, progress=False)
     assert res.polish_history.shape == (1, 6)
     assert res.params.gK == pytest.approx(40.0, rel=1e-4)
+
+
+def test_every_kind_of_bound_maps_the_whole_line_inside_it():
+    from hh_jax._fit import _spaces
+
+    u = jnp.linspace(-30.0, 30.0, 121)
+    cases = {(0.0, 200.0): "gNa", (1.0, np.inf): "gNa", (0.0, np.inf): "gNa", (-np.inf, 20.0): "EL", (-np.inf, np.inf): "EL"}
+    for (lo, hi), name in cases.items():
+        (space,) = _spaces(hh.presets.seed(), (name,), {name: (lo, hi)})
+        x = np.asarray(space.natural(u))
+        assert np.all(np.isfinite(x)) and np.all(x >= lo) and np.all(x <= hi), (lo, hi, space.kind)
+        assert float(space.natural(0.0)) == pytest.approx(getattr(hh.presets.seed(), name))
+        assert float(space.unconstrained(getattr(hh.presets.seed(), name))) == pytest.approx(0.0, abs=1e-12)

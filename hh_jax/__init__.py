@@ -2,6 +2,9 @@
 
 The data path, one module each: parameters (`_membrane`, `presets`) → stimulus → vector field
 → solve (`simulate`) → trace → analysis → loss (`_target`, `_loss`) → fit (`_fit`).
+Networks: synapses (`_synapse`) and plasticity (`_plasticity`) → `_network` (populations,
+projections, the network ODE) → `_network_solve` (adaptive, or fixed steps with
+`_exponential_euler`) → `NetworkTrace`.
 """
 
 from . import plotting, presets
@@ -44,6 +47,11 @@ from ._membrane import (
     hh_rates,
     q10_factor,
 )
+from ._exponential_euler import ExponentialEuler
+from ._network import Network, Population, Projection
+from ._network_solve import NetworkTrace
+from ._plasticity import STDP, TsodyksMarkram
+from ._synapse import AMPA, GABAA, NMDA, AbstractSynapse, ExpSynapse, KineticSynapse
 from ._solve import SolverError, Spikes, simulate, simulate_spikes, stable_dtmax
 from ._stimulus import (
     AbstractStimulus,
@@ -65,6 +73,19 @@ from ._vector_field import vector_field
 __version__ = "0.1.0"
 
 __all__ = [
+    "AMPA",
+    "AbstractSynapse",
+    "ExpSynapse",
+    "ExponentialEuler",
+    "GABAA",
+    "KineticSynapse",
+    "NMDA",
+    "Network",
+    "NetworkTrace",
+    "Population",
+    "Projection",
+    "STDP",
+    "TsodyksMarkram",
     "AbstractChannel",
     "AbstractChannelMembrane",
     "AbstractLoss",

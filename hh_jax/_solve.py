@@ -91,8 +91,12 @@ def simulate(
     chunk_size: int | None = None,
     devices=None,
     steps: str = "shared",
+    dt: float | None = None,
+    init: dict | None = None,
+    max_spikes: int = 64,
+    max_active: int = 256,
 ) -> Trace:
-    """Integrate a membrane under a stimulus with an adaptive Diffrax solver.
+    """Integrate a membrane (or a network) under a stimulus with an adaptive Diffrax solver.
 
     Steps are chosen by a PID error controller (tolerances `rtol`, `atol`), and every time
     where the stimulus jumps is handed to the controller, which steps exactly to it, so a
@@ -144,6 +148,22 @@ def simulate(
       (`jax.shard_map`). Chunking and sharding apply to eager calls; inside `jax.jit` the
       batch is solved as one.
 
+    **Networks** (`hh.Network`): `stimulus` is a dict {population: stimulus} (a stimulus
+    may have one entry per neuron); `v0` a number or a dict {population: value or array};
+    `save` "all", "V" (every population's potential) or names such as ("E.V", "ee.w"),
+    () for spikes only. Network-only options:
+    - `dt`: None (default): one adaptive solve of the smooth network ODE, differentiable
+      through spikes. A step (ms, e.g. 0.1): clock-driven fixed steps with `solver`
+      (default `hh.ExponentialEuler`), each presynaptic spike's release applied as an
+      exact jump after the step and delivered only along the edges of neurons that spiked —
+      the fast choice for large networks (as Brian2 and NEST run them); `ts` must then be
+      evenly spaced on the step grid (default: every step).
+    - `init`: {"<name>.<variable>": value} initial values of any variable.
+    - `max_spikes`: spike times kept per neuron (more are counted, not timed).
+    - `max_active`: with `dt`, the most presynaptic neurons delivering in one step along
+      their own edges; steps with more fall back to a sum over all edges.
+    Returns an `hh.NetworkTrace`.
+
     **Returns:** a `hh.Trace` with `t` `(time,)`, `V` `(*batch, time)` and the saved gates.
 
     Example:
@@ -153,6 +173,22 @@ def simulate(
         >>> tr.V.shape
         (5001,)
     """
+    from ._network import Network
+
+    if isinstance(membrane, Network):
+        from ._network_solve import simulate_network
+
+        return simulate_network(
+            membrane, stimulus, t1=t1, ts=ts, t0=t0, v0=v0, init=init, solver=solver,
+            rtol=rtol, atol=atol, dt0=dt0, dtmax=dtmax, max_steps=max_steps,
+            save=save, throw=throw, adjoint=adjoint, dt=dt,
+            max_spikes=max_spikes, max_active=max_active,
+        )
+    if dt is not None or init is not None:
+        raise ValueError(
+            "hh.simulate: `dt` and `init` apply to networks only; for one membrane pass "
+            "`v0`, and a fixed-step Diffrax solver through `solver` if needed."
+        )
     save_rows = _save_rows(_check_membrane(membrane, "hh.simulate"), save)
     problem = _prepare(
         "hh.simulate", membrane, stimulus, t1=t1, ts=ts, t0=t0, v0=v0, rtol=rtol, atol=atol,

@@ -1,0 +1,458 @@
+"""Networks: populations of membranes connected by synapses, as one pytree and one ODE.
+
+A `hh.Network` holds named `hh.Population`s (any membrane, `size` neurons each) and named
+`hh.Projection`s (a synapse type, its connections and their weights, optionally short-term
+and long-term plasticity). Its state is a dict of arrays: `{"populations": {name: (states,
+size)}, "projections": {name: {variable: array}}}`; every variable is addressed by
+"<population>.<state>" or "<projection>.<variable>" (e.g. "E.V", "ee.g", "ee.w").
+
+Connectivity is a dense weight matrix (n_pre, n_post), summed by a matrix product, or an
+edge list (pre indices, post indices, weights), summed by `jax.ops.segment_sum` over the
+edges only, never through an N × N matrix.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int
+
+from ._membrane import AbstractMembrane
+from ._plasticity import STDP, TsodyksMarkram
+from ._synapse import AbstractSynapse
+from ._validation import check_finite, check_nonnegative, check_positive, concrete_array
+
+_SPIKE_FLOOR = 1e-9  # detector increments below this are not deliveries (fixed-step runs)
+
+
+class Population(eqx.Module):
+    """`size` neurons sharing one membrane type.
+
+    **Fields:**
+    - `membrane`: any `hh.AbstractMembrane`; a parameter may be an array of length `size`
+      (one value per neuron).
+    - `size`: number of neurons.
+    - `threshold`: spike-detection potential θ (mV); default the membrane's
+      `spike_threshold()` (0 mV in the modern convention).
+    - `sharpness`: k (mV) of the release detector σ(V) = 1/(1 + exp(−(V − θ)/k)), whose rise
+      on each upstroke is the spike's release pulse (see `hh.ExpSynapse`). Smaller is closer
+      to an instantaneous event and needs smaller steps; 1 mV by default.
+
+    Example:
+        >>> exc = hh.Population(hh.presets.neuron(), size=80)
+    """
+
+    membrane: AbstractMembrane
+    size: int = eqx.field(static=True)
+    threshold: Float[ArrayLike, ""] | None = None
+    sharpness: Float[ArrayLike, ""] = 1.0
+
+    def __check_init__(self):
+        owner = "hh.Population"
+        if not isinstance(self.membrane, AbstractMembrane):
+            raise TypeError(f"{owner}: `membrane` must be an hh membrane, got {type(self.membrane).__name__}.")
+        if not (isinstance(self.size, (int, np.integer)) and self.size > 0):
+            raise ValueError(f"{owner}: `size` must be a positive integer, got {self.size!r}.")
+        shape = self.membrane.batch_shape
+        if shape not in ((), (1,), (self.size,)):
+            raise ValueError(
+                f"{owner}: the membrane's parameter arrays must be scalars or have length "
+                f"size={self.size}, got batch shape {shape}."
+            )
+        if self.threshold is not None:
+            check_finite("threshold", self.threshold, owner)
+        check_positive("sharpness", self.sharpness, owner, "mV")
+
+    def theta(self):
+        return self.membrane.spike_threshold() if self.threshold is None else self.threshold
+
+    def detector(self, V):
+        """σ(V): the release detector, 0 at rest and 1 at a spike's peak."""
+        return jax.nn.sigmoid((V - self.theta()) / self.sharpness)
+
+
+class Projection(eqx.Module):
+    """Connections of one synapse type from population `pre` to population `post`.
+
+    **Arguments:**
+    - `pre`, `post`: population names.
+    - `synapse`: an `hh.AbstractSynapse` (`hh.ExpSynapse`, `hh.AMPA()`, ...).
+    - `weight`: with `edges=None`, a dense matrix (n_pre, n_post) of conductance weights
+      (mS/cm²; 0 = no connection); with `edges`, one weight per edge (length E) or one
+      scalar for all.
+    - `edges`: None, or `(pre_index, post_index)`, two integer arrays of length E.
+    - `stp`: an `hh.TsodyksMarkram` rule, or None.
+    - `stdp`: an `hh.STDP` rule, or None (weights then stay fixed).
+
+    Example:
+        >>> proj = hh.Projection("E", "I", hh.ExpSynapse(tau=5.0, E=0.0), weight=0.03,
+        ...                      edges=(jnp.array([0, 1, 2]), jnp.array([0, 0, 1])))
+    """
+
+    pre: str = eqx.field(static=True)
+    post: str = eqx.field(static=True)
+    synapse: AbstractSynapse
+    weight: Float[Array, "..."]
+    pre_index: Int[Array, " edges"] | None
+    post_index: Int[Array, " edges"] | None
+    stp: TsodyksMarkram | None
+    stdp: STDP | None
+
+    def __init__(self, pre, post, synapse, weight, edges=None, *, stp=None, stdp=None):
+        owner = "hh.Projection"
+        if not (isinstance(pre, str) and isinstance(post, str)):
+            raise TypeError(f"{owner}: `pre` and `post` must be population names (str), got {pre!r}, {post!r}.")
+        if not isinstance(synapse, AbstractSynapse):
+            raise TypeError(f"{owner}: `synapse` must be an hh synapse (hh.ExpSynapse, hh.AMPA(), ...), got {type(synapse).__name__}.")
+        if stp is not None and not isinstance(stp, TsodyksMarkram):
+            raise TypeError(f"{owner}: `stp` must be an hh.TsodyksMarkram or None, got {type(stp).__name__}.")
+        if stdp is not None and not isinstance(stdp, STDP):
+            raise TypeError(f"{owner}: `stdp` must be an hh.STDP or None, got {type(stdp).__name__}.")
+        weight = jnp.asarray(weight) if not isinstance(weight, jax.Array) else weight
+        if not jnp.issubdtype(weight.dtype, jnp.floating):
+            weight = weight.astype(jnp.result_type(float))
+        check_finite("weight", weight, owner)
+        check_nonnegative("weight", weight, owner, "mS/cm² (inhibition comes from the reversal potential E)")
+        if edges is None:
+            if weight.ndim != 2:
+                raise ValueError(
+                    f"{owner}: without `edges`, `weight` must be a dense (n_pre, n_post) matrix, "
+                    f"got shape {weight.shape}."
+                )
+            pre_index = post_index = None
+        else:
+            if not (isinstance(edges, (tuple, list)) and len(edges) == 2):
+                raise ValueError(f"{owner}: `edges` must be a pair (pre_index, post_index) of integer arrays.")
+            pre_index, post_index = (jnp.asarray(e) for e in edges)
+            for name, idx in (("pre_index", pre_index), ("post_index", post_index)):
+                if idx.ndim != 1 or not jnp.issubdtype(idx.dtype, jnp.integer):
+                    raise ValueError(f"{owner}: `edges` {name} must be a 1-D integer array, got {idx.dtype} of shape {idx.shape}.")
+            if pre_index.shape != post_index.shape:
+                raise ValueError(
+                    f"{owner}: `edges` pre and post index arrays differ in length: "
+                    f"{pre_index.shape[0]} and {post_index.shape[0]}."
+                )
+            n_edges = pre_index.shape[0]
+            if weight.shape not in ((), (n_edges,)):
+                raise ValueError(
+                    f"{owner}: `weight` must be a scalar or have one entry per edge ({n_edges}), "
+                    f"got shape {weight.shape}."
+                )
+        self.pre, self.post, self.synapse = pre, post, synapse
+        self.weight, self.pre_index, self.post_index = weight, pre_index, post_index
+        self.stp, self.stdp = stp, stdp
+
+    @property
+    def dense(self) -> bool:
+        return self.pre_index is None
+
+    @property
+    def plastic(self) -> bool:
+        return self.stdp is not None and self.stdp.enabled
+
+    def weights(self, state) -> Array:
+        """The current weights: the STDP state if plastic, else the `weight` field."""
+        return state["w"] if self.plastic else self.weight
+
+    def weighted_sum(self, w, n_post):
+        """x ↦ Σ_connections w x per postsynaptic neuron, for per-presynaptic x."""
+        if self.dense:
+            return lambda x: x @ w
+        return lambda x: jax.ops.segment_sum(
+            w * x[self.pre_index], self.post_index, num_segments=n_post
+        )
+
+
+class Network(eqx.Module):
+    """A network of populations and projections, simulated by `hh.simulate`.
+
+    **Fields:** `populations` {name: `hh.Population`}, `projections` {name: `hh.Projection`}.
+    Names may not contain '.' and a projection may not share a population's name.
+
+    Example:
+        >>> net = hh.Network(
+        ...     populations={"pre": hh.Population(hh.presets.neuron(), 1),
+        ...                  "post": hh.Population(hh.presets.neuron(), 1)},
+        ...     projections={"syn": hh.Projection("pre", "post", hh.AMPA(), weight=[[0.05]],
+        ...                                       stp=hh.TsodyksMarkram(U=0.5, tau_rec=800.0))})
+        >>> tr = hh.simulate(net, {"pre": hh.PulseTrain(...)}, t1=300.0)
+    """
+
+    populations: dict
+    projections: dict
+
+    def __init__(self, populations, projections=None):
+        owner = "hh.Network"
+        projections = {} if projections is None else projections
+        if not isinstance(populations, dict) or not populations:
+            raise ValueError(f"{owner}: `populations` must be a non-empty dict {{name: hh.Population}}.")
+        if not isinstance(projections, dict):
+            raise ValueError(f"{owner}: `projections` must be a dict {{name: hh.Projection}}.")
+        for name, pop in populations.items():
+            if not isinstance(pop, Population):
+                raise TypeError(f"{owner}: population {name!r} must be an hh.Population, got {type(pop).__name__}.")
+        for name in list(populations) + list(projections):
+            if not isinstance(name, str) or "." in name or not name:
+                raise ValueError(f"{owner}: names must be non-empty strings without '.', got {name!r}.")
+        clash = set(populations) & set(projections)
+        if clash:
+            raise ValueError(f"{owner}: projections and populations share the name(s) {sorted(clash)}.")
+        for name, proj in projections.items():
+            if not isinstance(proj, Projection):
+                raise TypeError(f"{owner}: projection {name!r} must be an hh.Projection, got {type(proj).__name__}.")
+            for role in ("pre", "post"):
+                target = getattr(proj, role)
+                if target not in populations:
+                    raise ValueError(
+                        f"{owner}: projection {name!r} has {role} population {target!r}, which "
+                        f"does not exist; populations: {sorted(populations)}."
+                    )
+            n_pre, n_post = populations[proj.pre].size, populations[proj.post].size
+            if proj.dense:
+                if proj.weight.shape != (n_pre, n_post):
+                    raise ValueError(
+                        f"{owner}: projection {name!r}: the dense `weight` must have shape "
+                        f"(n_pre, n_post) = ({n_pre}, {n_post}), got {proj.weight.shape}."
+                    )
+            else:
+                for label, idx, n in (("pre", proj.pre_index, n_pre), ("post", proj.post_index, n_post)):
+                    value = concrete_array(idx)
+                    if value is not None and value.size and (value.min() < 0 or value.max() >= n):
+                        raise ValueError(
+                            f"{owner}: projection {name!r}: {label} indices must lie in "
+                            f"[0, {n}) (population {getattr(proj, label)!r} has {n} neurons), "
+                            f"got values from {value.min()} to {value.max()}."
+                        )
+        self.populations = dict(populations)
+        self.projections = dict(projections)
+
+    # ------------------------------------------------------------------ state
+
+    def variable_names(self) -> tuple[str, ...]:
+        """Every recordable variable, "<population>.<state>" and "<projection>.<variable>"."""
+        names = [f"{p}.{s}" for p, pop in self.populations.items() for s in pop.membrane.state_names]
+        for name, proj in self.projections.items():
+            names += [f"{name}.{v}" for v in _projection_variables(proj)]
+        return tuple(names)
+
+    def initial_state(self, v0=None, init=None, dtype=None) -> dict:
+        """The state at t0: potentials `v0` (mV; a number for all populations or a dict
+        {population: value or array of length size}; default each membrane's resting
+        potential) with gates at steady state; synaptic variables at rest (no conductance,
+        full resources, empty traces, the `weight` field as STDP weights); then the entries
+        of `init` ({"<name>.<variable>": value}) override any of them."""
+        dtype = jnp.result_type(float) if dtype is None else dtype
+        init = {} if init is None else dict(init)
+        if v0 is not None and not isinstance(v0, dict):
+            v0 = {name: v0 for name in self.populations}
+        v0 = {} if v0 is None else v0
+        unknown = sorted(set(v0) - set(self.populations))
+        if unknown:
+            raise ValueError(f"hh.simulate: `v0` names unknown population(s) {unknown}; populations: {sorted(self.populations)}.")
+        pops = {}
+        for name, pop in self.populations.items():
+            v = v0.get(name)
+            if v is not None:
+                check_finite(f"v0[{name!r}]", v, "hh.simulate")
+                if jnp.shape(v) not in ((), (pop.size,)):
+                    raise ValueError(f"hh.simulate: `v0[{name!r}]` must be a scalar or have length {pop.size}, got shape {jnp.shape(v)}.")
+            pops[name] = pop.membrane.initial_state(v, (pop.size,)).astype(dtype)
+        projs = {}
+        for name, proj in self.projections.items():
+            n_pre, n_post = self.populations[proj.pre].size, self.populations[proj.post].size
+            st = {s: jnp.zeros((n_pre,), dtype) for s in proj.synapse.pre_states}
+            st.update({s: jnp.zeros((n_post,), dtype) for s in proj.synapse.post_states})
+            if proj.stp is not None:
+                st.update(proj.stp.init(n_pre, dtype))
+            if proj.plastic:
+                shape = proj.weight.shape if proj.dense else proj.pre_index.shape
+                st.update(a_pre=jnp.zeros((n_pre,), dtype), a_post=jnp.zeros((n_post,), dtype),
+                          w=jnp.broadcast_to(proj.weight, shape).astype(dtype))
+            projs[name] = st
+        state = {"populations": pops, "projections": projs}
+        known = set(self.variable_names())
+        for key, value in init.items():
+            if key not in known:
+                raise ValueError(f"hh.simulate: `init` names unknown variable {key!r}; variables: {sorted(known)}.")
+            check_finite(f"init[{key!r}]", value, "hh.simulate")
+            owner, var = key.split(".", 1)
+            if owner in pops:
+                row = self.populations[owner].membrane.state_names.index(var)
+                y = pops[owner]
+                pops[owner] = y.at[row].set(jnp.broadcast_to(jnp.asarray(value, dtype), y.shape[1:]))
+            else:
+                old = projs[owner][var]
+                if jnp.shape(value) not in ((), old.shape):
+                    raise ValueError(f"hh.simulate: `init[{key!r}]` must be a scalar or have shape {old.shape}, got {jnp.shape(value)}.")
+                projs[owner][var] = jnp.broadcast_to(jnp.asarray(value, dtype), old.shape)
+        return state
+
+    def read(self, state, name):
+        """The variable `name` ("<population>.<state>" or "<projection>.<variable>")."""
+        owner, var = name.split(".", 1)
+        if owner in self.populations:
+            return state["populations"][owner][self.populations[owner].membrane.state_names.index(var)]
+        return state["projections"][owner][var]
+
+    # ------------------------------------------------------------------ dynamics
+
+    def derivatives(self, t, state, stimuli, pulses: bool = True) -> dict:
+        """d state/dt. With `pulses=False`, the spike-driven terms are left out (fixed-step
+        runs apply them as exact jumps after each step, see `jumps`)."""
+        pops, projs = state["populations"], state["projections"]
+        V = {name: y[0] for name, y in pops.items()}
+        sums = {name: proj.weighted_sum(proj.weights(projs[name]), self.populations[proj.post].size)
+                for name, proj in self.projections.items()}
+        current = {name: stimuli[name](t) for name in pops}
+        for name, proj in self.projections.items():
+            current[proj.post] = current[proj.post] + proj.synapse.current(projs[name], sums[name], V[proj.post])
+        d_pops = {name: pop.membrane.derivatives(pops[name], current[name])
+                  for name, pop in self.populations.items()}
+        up, down = {}, {}
+        for name, pop in self.populations.items():
+            if pulses:
+                s = pop.detector(V[name])
+                rate = s * (1.0 - s) / pop.sharpness * d_pops[name][0]
+                up[name], down[name] = jax.nn.relu(rate), jax.nn.relu(-rate)
+            else:
+                up[name] = down[name] = jnp.zeros_like(V[name])
+        d_projs = {}
+        for name, proj in self.projections.items():
+            st, d = projs[name], {}
+            if proj.stp is not None:
+                if pulses:
+                    d_stp, release = proj.stp.derivatives(st, up[proj.pre], down[proj.pre])
+                else:
+                    d_stp, release = proj.stp.relaxation(st), None
+                d.update(d_stp)
+                efficacy = st["q"]
+            else:
+                release, efficacy = (up[proj.pre] if pulses else None), 1.0
+            if proj.synapse.post_states and release is not None:
+                release_sum = sums[name](release)
+            else:
+                release_sum = jnp.zeros((self.populations[proj.post].size,), V[proj.post].dtype)
+            d.update(proj.synapse.derivatives(st, V[proj.pre], release_sum, efficacy))
+            if proj.plastic:
+                d.update(_stdp_derivatives(proj, st, up[proj.pre], up[proj.post]))
+            d_projs[name] = d
+        return {"populations": d_pops, "projections": d_projs}
+
+    def jumps(self, old, new, tables=None, max_active=None):
+        """Apply the spike-driven terms for one fixed step, from the potentials in `old` to
+        those in `new`: each detector's rise (fall) over the step is a pulse integral, and
+        release, STP, conductance and STDP updates are their exact jump forms."""
+        ds_up, ds_down = {}, {}
+        for name, pop in self.populations.items():
+            delta = pop.detector(new["populations"][name][0]) - pop.detector(old["populations"][name][0])
+            ds_up[name] = jnp.where(delta > _SPIKE_FLOOR, delta, 0.0)
+            ds_down[name] = jnp.where(-delta > _SPIKE_FLOOR, -delta, 0.0)
+        projs = {}
+        for name, proj in self.projections.items():
+            st = dict(new["projections"][name])
+            if proj.stp is not None:
+                stp_new, released = proj.stp.jump(st, ds_up[proj.pre], ds_down[proj.pre])
+                st.update(stp_new)
+            else:
+                released = ds_up[proj.pre]
+            if proj.synapse.post_states:
+                n_post = self.populations[proj.post].size
+                w = proj.weights(st)
+                table = None if tables is None else tables.get(name)
+                if table is None:
+                    release_sum = proj.weighted_sum(w, n_post)(released)
+                else:
+                    release_sum = _active_sum(proj, w, released, table, n_post, max_active)
+                st.update(proj.synapse.jump(st, release_sum))
+            if proj.plastic:
+                st.update(_stdp_jump(proj, st, ds_up[proj.pre], ds_up[proj.post]))
+            projs[name] = st
+        return {"populations": new["populations"], "projections": projs}
+
+    def tangent_groups(self, state):
+        """Two tangent groups for `hh.ExponentialEuler`: the membrane potentials, and every
+        other variable (each depends only on itself among those, given the potentials)."""
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, state)
+        v_mask = {"populations": {k: z.at[0].set(1.0) for k, z in zeros["populations"].items()},
+                  "projections": zeros["projections"]}
+        rest = jax.tree_util.tree_map(lambda m: 1.0 - m, v_mask)
+        return (v_mask, rest)
+
+
+def _projection_variables(proj):
+    names = list(proj.synapse.pre_states) + list(proj.synapse.post_states)
+    if proj.stp is not None:
+        names += list(proj.stp.state_names)
+    if proj.plastic:
+        names += ["a_pre", "a_post", "w"]
+    return names
+
+
+def _stdp_derivatives(proj, st, r_pre, r_post):
+    rule = proj.stdp
+    d = {"a_pre": -st["a_pre"] / rule.tau_plus + r_pre,
+         "a_post": -st["a_post"] / rule.tau_minus + r_post}
+    if proj.dense:
+        dw = (rule.A_plus * st["a_pre"][:, None] * r_post[None, :]
+              - rule.A_minus * r_pre[:, None] * st["a_post"][None, :])
+        dw = dw * (proj.weight != 0)  # plasticity acts on existing connections only
+    else:
+        i, j = proj.pre_index, proj.post_index
+        dw = rule.A_plus * st["a_pre"][i] * r_post[j] - rule.A_minus * r_pre[i] * st["a_post"][j]
+    d["w"] = rule.clip_rate(st["w"], dw)
+    return d
+
+
+def _stdp_jump(proj, st, ds_pre, ds_post):
+    # The bilinear terms integrated exactly over the step: traces at their midpoints.
+    rule = proj.stdp
+    a_pre_mid = st["a_pre"] + ds_pre / 2.0
+    a_post_mid = st["a_post"] + ds_post / 2.0
+    if proj.dense:
+        dw = (rule.A_plus * a_pre_mid[:, None] * ds_post[None, :]
+              - rule.A_minus * ds_pre[:, None] * a_post_mid[None, :]) * (proj.weight != 0)
+    else:
+        i, j = proj.pre_index, proj.post_index
+        dw = rule.A_plus * a_pre_mid[i] * ds_post[j] - rule.A_minus * ds_pre[i] * a_post_mid[j]
+    return {"w": rule.clip(st["w"] + dw), "a_pre": st["a_pre"] + ds_pre, "a_post": st["a_post"] + ds_post}
+
+
+def out_edge_table(pre_index, n_pre) -> np.ndarray:
+    """For an edge list: a (n_pre, max out-degree) table of each presynaptic neuron's edge
+    numbers, padded with E (one past the last edge). Built once, eagerly, from concrete
+    indices, so a step only touches the edges of neurons that spiked."""
+    pre = np.asarray(pre_index)
+    n_edges = pre.shape[0]
+    order = np.argsort(pre, kind="stable")
+    counts = np.bincount(pre, minlength=n_pre)
+    width = max(int(counts.max()) if n_edges else 0, 1)
+    table = np.full((n_pre, width), n_edges, dtype=np.int32)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(n_edges) - np.repeat(starts, counts)
+    table[pre[order], slot] = order
+    return table
+
+
+def _active_sum(proj, w, released, table, n_post, max_active):
+    """Σ w · released per postsynaptic neuron, touching only the edges of the (at most
+    `max_active`) presynaptic neurons that released anything; all edges otherwise."""
+    n_edges = proj.pre_index.shape[0]
+    active = released > 0
+    count = jnp.sum(active)
+
+    def sparse(_):
+        idx = jnp.nonzero(active, size=max_active, fill_value=0)[0]
+        amount = jnp.where(jnp.arange(max_active) < count, released[idx], 0.0)
+        edges = table[idx]  # (max_active, width), padded with n_edges
+        w_full = jnp.broadcast_to(w, (n_edges,))
+        w_pad = jnp.concatenate([w_full, jnp.zeros((1,), w_full.dtype)])
+        post_pad = jnp.concatenate([proj.post_index, jnp.full((1,), n_post, proj.post_index.dtype)])
+        contrib = w_pad[edges] * amount[:, None]
+        return jnp.zeros((n_post,), released.dtype).at[post_pad[edges]].add(contrib, mode="drop")
+
+    def full(_):
+        return proj.weighted_sum(w, n_post)(released)
+
+    return jax.lax.cond(count <= max_active, sparse, full, None)

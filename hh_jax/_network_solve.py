@@ -1,0 +1,341 @@
+"""Solve a network: one adaptive Diffrax solve of the whole smooth ODE, or fixed
+(clock-driven) steps with spikes delivered as exact jumps between them."""
+
+from __future__ import annotations
+
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from ._analysis import _spike_times_padded
+from ._exponential_euler import ExponentialEuler
+from ._network import Network, out_edge_table
+from ._stimulus import AbstractStimulus, NoStimulus
+from ._validation import check_finite, concrete_array, is_array, is_concrete
+
+_FAILURES = (
+    "hh.simulate: the solver hit its step limit (max_steps) before reaching t1. Increase "
+    "`max_steps` or loosen `rtol`/`atol`; for large networks use fixed steps (`dt=0.1`).",
+    "hh.simulate: the network's state became non-finite (NaN or inf). With fixed steps, "
+    "reduce `dt`; otherwise check the weights and stimuli. Pass `throw=False` to get "
+    "`trace.success == False` instead of this error.",
+    "hh.simulate: the solver failed before reaching t1 (its step size collapsed). Check the "
+    "weights and stimuli, or loosen `rtol`/`atol`.",
+)
+
+
+class NetworkTrace(eqx.Module):
+    """What `hh.simulate` returns for a network.
+
+    **Fields:**
+    - `t`: save times (ms), `(time,)`.
+    - `values`: {"<population>.<state>" or "<projection>.<variable>": array `(n, time)`}
+      (`(*shape, time)` for a variable of another shape, e.g. dense weights).
+      Also readable as `trace["E.V"]`.
+    - `spikes`: {population: `hh.Spikes`}, times `(size, max_spikes)` (ms, NaN-padded) and
+      counts `(size,)`: upward crossings of the population's threshold. Fixed-step runs
+      detect them at every step; adaptive runs from the saved potentials (so only for
+      populations whose V is saved).
+    - `final`: the whole network state at t1 (e.g. learned weights:
+      `trace.final["projections"]["ee"]["w"]`).
+    - `num_steps`, `success`.
+
+    Example:
+        >>> tr = hh.simulate(net, stimuli, t1=100.0, save=("E.V", "ee.g"))
+        >>> tr["E.V"].shape, tr.spikes["E"].counts
+    """
+
+    t: Float[Array, " time"]
+    values: dict
+    spikes: dict
+    final: dict
+    num_steps: Int[Array, ""]
+    success: Bool[Array, ""]
+
+    def __getitem__(self, name):
+        if name not in self.values:
+            raise KeyError(f"NetworkTrace: {name!r} was not saved; saved: {sorted(self.values)}.")
+        return self.values[name]
+
+
+def _spikes_type():
+    from ._solve import Spikes
+
+    return Spikes
+
+
+class _NetStatic(eqx.Module):
+    solver: diffrax.AbstractSolver | None
+    adjoint: diffrax.AbstractAdjoint
+    max_steps: int
+    names: tuple[str, ...]
+    max_spikes: int
+    fixed: tuple[int, int, int, int] | None  # steps before the first save, stride, saves, after
+    max_active: int
+
+
+def simulate_network(
+    net: Network, stimulus, *, t1, ts, t0, v0, init, solver, rtol, atol, dt0, dtmax, max_steps,
+    save, throw, adjoint, dt, max_spikes, max_active,
+):
+    owner = "hh.simulate"
+    stimuli = _stimuli(net, stimulus)
+    if not (isinstance(max_spikes, int) and max_spikes > 0):
+        raise ValueError(f"{owner}: `max_spikes` must be a positive integer, got {max_spikes!r}.")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{owner}: `{name}` must be a positive number, got {value}.")
+    t0_c, t1_c = concrete_array(t0), concrete_array(t1)
+    if t0_c is None or t1_c is None:
+        raise ValueError(f"{owner}: for a network `t0` and `t1` must be concrete numbers (ms).")
+    check_finite("t0", t0_c, owner)
+    check_finite("t1", t1_c, owner)
+    if not t1_c > t0_c:
+        raise ValueError(f"{owner}: `t1` must be after `t0`, got t0={t0}, t1={t1} (ms).")
+    names = _save_names(net, save)
+    dtype = _dtype(net, stimuli, v0, init)
+    cast = lambda x: jnp.asarray(x, dtype) if _inexact(x) else x  # noqa: E731
+    net = jax.tree_util.tree_map(cast, net)
+    stimuli = jax.tree_util.tree_map(cast, stimuli)
+    y0 = net.initial_state(v0, init, dtype)
+    fixed, tables = None, {}
+    if dt is not None:
+        dt_c = concrete_array(dt)
+        if dt_c is None or not (np.isfinite(dt_c) and dt_c > 0):
+            raise ValueError(f"{owner}: `dt` must be a positive, concrete time step (ms), got {dt}.")
+        ts, fixed = _fixed_grid(float(t0_c), float(t1_c), float(dt_c), ts, dtype)
+        if not (isinstance(max_active, int) and max_active > 0):
+            raise ValueError(f"{owner}: `max_active` must be a positive integer, got {max_active!r}.")
+        for name, proj in net.projections.items():
+            idx = None if proj.dense else concrete_array(proj.pre_index)
+            if proj.synapse.post_states and idx is not None:
+                tables[name] = jnp.asarray(out_edge_table(idx, net.populations[proj.pre].size))
+        solver = ExponentialEuler(groups=net.tangent_groups) if solver is None else solver
+    else:
+        if ts is None:
+            n = int(round((float(t1_c) - float(t0_c)) / 0.025)) + 1
+            ts = np.linspace(float(t0_c), float(t1_c), n)
+        ts_c = concrete_array(ts)
+        if ts_c is not None:
+            if ts_c.ndim != 1 or ts_c.size == 0 or np.any(np.diff(ts_c) <= 0):
+                raise ValueError(f"{owner}: `ts` must be a non-empty, strictly increasing 1-D array (ms).")
+            if ts_c[0] < t0_c or ts_c[-1] > t1_c:
+                raise ValueError(f"{owner}: `ts` must lie within [t0, t1] = [{float(t0_c)}, {float(t1_c)}] ms.")
+        ts = jnp.asarray(ts, dtype)
+        solver = diffrax.Tsit5() if solver is None else solver
+    static = _NetStatic(
+        solver=solver,
+        adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
+        max_steps=max_steps, names=names, max_spikes=max_spikes, fixed=fixed,
+        max_active=max_active if isinstance(max_active, int) else 1,
+    )
+    arrays = dict(
+        t0=jnp.asarray(t0, dtype), t1=jnp.asarray(t1, dtype), ts=ts,
+        rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype),
+        dt0=None if dt0 is None else jnp.asarray(dt0, dtype),
+        dtmax=None if dtmax is None else jnp.asarray(dtmax, dtype),
+        dt=None if dt is None else jnp.asarray(dt, dtype),
+    )
+    values, spikes, final, num_steps, success, cause = _integrate_network(net, stimuli, y0, arrays, tables, static)
+    if throw:
+        if is_concrete(success):
+            if not bool(success):
+                from ._solve import SolverError
+
+                raise SolverError(_FAILURES[int(cause)])
+        else:
+            values = eqx.branched_error_if(values, ~success, cause, _FAILURES)
+    Spikes = _spikes_type()
+    spikes = {k: Spikes(times=v[0], counts=v[1], success=success) for k, v in spikes.items()}
+    return NetworkTrace(t=arrays["ts"], values=values, spikes=spikes, final=final,
+                        num_steps=num_steps, success=success)
+
+
+@eqx.filter_jit
+def _integrate_network(net, stimuli, y0, arrays, tables, static):
+    if static.fixed is None:
+        return _adaptive(net, stimuli, y0, arrays, static)
+    return _clocked(net, stimuli, y0, arrays, tables, static)
+
+
+def _max_norm(y):
+    # Every variable of every neuron meets the tolerance; the norm only picks step sizes, so
+    # no gradient flows through it (as in single-neuron solves).
+    y = jax.lax.stop_gradient(y)
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree_util.tree_leaves(y)])) + 1e-30
+
+
+def _adaptive(net, stimuli, y0, arrays, static):
+    ts = arrays["ts"]
+    controller = diffrax.PIDController(
+        rtol=arrays["rtol"], atol=arrays["atol"], dtmax=arrays["dtmax"], norm=_max_norm
+    )
+    jumps = jnp.concatenate([jnp.ravel(jnp.asarray(s.discontinuities(), ts.dtype)) for s in stimuli.values()])
+    kinks = jnp.concatenate([jnp.ravel(jnp.asarray(s.kinks(), ts.dtype)) for s in stimuli.values()])
+    if jumps.size or kinks.size:
+        controller = diffrax.ClipStepSizeController(
+            controller, jump_ts=jumps if jumps.size else None, step_ts=kinks if kinks.size else None
+        )
+    term = diffrax.ODETerm(lambda t, y, args: net.derivatives(t, y, stimuli, pulses=True))
+    sol = diffrax.diffeqsolve(
+        term, static.solver, t0=arrays["t0"], t1=arrays["t1"], dt0=arrays["dt0"], y0=y0,
+        saveat=diffrax.SaveAt(subs=[
+            diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: _record(net, y, static.names)),
+            diffrax.SubSaveAt(t1=True),
+        ]),
+        stepsize_controller=controller, max_steps=static.max_steps, adjoint=static.adjoint,
+        throw=False,
+    )
+    recorded, last = sol.ys
+    values = {k: jnp.moveaxis(v, 0, -1) for k, v in recorded.items()}
+    final = jax.tree_util.tree_map(lambda x: x[-1], last)
+    spikes = {}
+    for name, pop in net.populations.items():
+        key = f"{name}.V"
+        if key in values:
+            theta = jnp.broadcast_to(jnp.asarray(pop.theta(), ts.dtype), (pop.size,))
+            spikes[name] = jax.vmap(lambda v, th: _spike_times_padded(ts, v, th, static.max_spikes))(values[key], theta)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(values)] or [jnp.array(True)]))
+    ok = (sol.result == diffrax.RESULTS.successful) & finite
+    cause = jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, 0, jnp.where(finite, 2, 1))
+    return values, spikes, final, sol.stats["num_steps"], ok, cause
+
+
+def _record(net, y, names):
+    return {name: net.read(y, name) for name in names}
+
+
+def _clocked(net, stimuli, y0, arrays, tables, static):
+    n_before, stride, n_saves, n_after = static.fixed
+    t0, dt = arrays["t0"], arrays["dt"]
+    solver = static.solver
+    term = diffrax.ODETerm(lambda t, y, args: net.derivatives(t, y, stimuli, pulses=False))
+    solver_state = solver.init(term, t0, t0 + dt, y0, None)
+    spikes0 = {name: (jnp.full((pop.size, static.max_spikes), jnp.nan, dt.dtype),
+                      jnp.zeros((pop.size,), jnp.int32))
+               for name, pop in net.populations.items()}
+    thetas = {name: jnp.asarray(pop.theta(), dt.dtype) for name, pop in net.populations.items()}
+    rows = {name: jnp.arange(pop.size) for name, pop in net.populations.items()}
+
+    def one_step(carry, _):
+        i, y, sstate, spikes = carry
+        t = t0 + i * dt
+        y_new, _, _, sstate, _ = solver.step(term, t, t + dt, y, None, sstate, True)
+        y_new = net.jumps(y, y_new, tables, static.max_active)
+        new_spikes = {}
+        for name in net.populations:
+            v_old, v_new = y["populations"][name][0], y_new["populations"][name][0]
+            theta = thetas[name]
+            crossed = (v_old < theta) & (v_new >= theta)
+            frac = jnp.clip((theta - v_old) / jnp.where(crossed, v_new - v_old, 1.0), 0.0, 1.0)
+            times, counts = spikes[name]
+            slot = jnp.minimum(counts, static.max_spikes - 1)
+            write = crossed & (counts < static.max_spikes)
+            times = times.at[rows[name], slot].set(jnp.where(write, t + frac * dt, times[rows[name], slot]))
+            new_spikes[name] = (times, counts + crossed.astype(jnp.int32))
+        return (i + 1, y_new, sstate, new_spikes), None
+
+    def advance(carry, n):
+        if n == 0:
+            return carry
+        return jax.lax.scan(one_step, carry, None, length=n)[0]
+
+    carry = advance((jnp.asarray(0), y0, solver_state, spikes0), n_before)
+    first = _record(net, carry[1], static.names)
+
+    def save_step(carry, _):
+        carry = advance(carry, stride)
+        return carry, _record(net, carry[1], static.names)
+
+    if n_saves > 1:
+        carry, rest = jax.lax.scan(save_step, carry, None, length=n_saves - 1)
+        values = {k: jnp.concatenate([first[k][None], rest[k]], axis=0) for k in first}
+    else:
+        values = {k: v[None] for k, v in first.items()}
+    carry = advance(carry, n_after)
+    final = carry[1]
+    values = {k: jnp.moveaxis(v, 0, -1) for k, v in values.items()}
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(final)]))
+    return values, carry[3], final, carry[0], finite, jnp.asarray(1)
+
+
+def _fixed_grid(t0, t1, dt, ts, dtype):
+    """Save times for fixed steps: a uniform grid on the step grid (default: every step)."""
+    owner = "hh.simulate"
+    n_steps = int(round((t1 - t0) / dt))
+    if n_steps < 1 or abs(n_steps * dt - (t1 - t0)) > 1e-6 * max(dt, 1.0):
+        raise ValueError(f"{owner}: with fixed steps, t1 − t0 = {t1 - t0} ms must be a whole number of steps dt = {dt} ms.")
+    if ts is None:
+        idx = np.arange(n_steps + 1)
+    else:
+        ts_c = concrete_array(ts)
+        if ts_c is None or ts_c.ndim != 1 or ts_c.size == 0:
+            raise ValueError(f"{owner}: with fixed steps, `ts` must be a concrete, non-empty 1-D array (ms).")
+        idx_f = (ts_c - t0) / dt
+        idx = np.round(idx_f).astype(int)
+        if np.any(np.abs(idx_f - idx) > 1e-6) or idx[0] < 0 or idx[-1] > n_steps:
+            raise ValueError(f"{owner}: with fixed steps, every time in `ts` must lie on the step grid t0 + k·dt within [t0, t1].")
+        if idx.size > 1 and (np.any(np.diff(idx) <= 0) or np.unique(np.diff(idx)).size != 1):
+            raise ValueError(f"{owner}: with fixed steps, `ts` must be evenly spaced and increasing (a multiple of dt apart).")
+    stride = int(idx[1] - idx[0]) if idx.size > 1 else 1
+    fixed = (int(idx[0]), stride, int(idx.size), int(n_steps - idx[-1]))
+    return jnp.asarray(t0 + idx * dt, dtype), fixed
+
+
+def _stimuli(net, stimulus):
+    owner = "hh.simulate"
+    if stimulus is None:
+        stimulus = {}
+    if isinstance(stimulus, AbstractStimulus):
+        raise TypeError(
+            f"{owner}: a network takes `stimulus` as a dict {{population: stimulus}}, "
+            f"got a single {type(stimulus).__name__}."
+        )
+    if not isinstance(stimulus, dict):
+        raise TypeError(f"{owner}: `stimulus` must be a dict {{population: hh stimulus}} or None.")
+    unknown = sorted(set(stimulus) - set(net.populations))
+    if unknown:
+        raise ValueError(f"{owner}: `stimulus` names unknown population(s) {unknown}; populations: {sorted(net.populations)}.")
+    out = {}
+    for name, pop in net.populations.items():
+        s = stimulus.get(name, NoStimulus())
+        if not isinstance(s, AbstractStimulus):
+            raise TypeError(f"{owner}: stimulus for {name!r} must be an hh stimulus, got {type(s).__name__}.")
+        if s.batch_shape not in ((), (1,), (pop.size,)):
+            raise ValueError(
+                f"{owner}: the stimulus of population {name!r} must be one stimulus or have "
+                f"one entry per neuron ({pop.size}), got batch shape {s.batch_shape}."
+            )
+        out[name] = s
+    return out
+
+
+def _save_names(net, save):
+    names = net.variable_names()
+    if isinstance(save, str):
+        if save == "all":
+            return names
+        if save == "V":
+            return tuple(f"{p}.V" for p in net.populations)
+        save = (save,)
+    save = tuple(save)
+    unknown = [s for s in save if s not in names]
+    if unknown:
+        raise ValueError(f"hh.simulate: `save` names unknown variable(s) {unknown}; variables: {list(names)}.")
+    return save
+
+
+def _inexact(x):
+    if isinstance(x, float):
+        return True
+    return is_array(x) and jnp.issubdtype(x.dtype, jnp.inexact)
+
+
+def _dtype(*trees):
+    leaves = [x for x in jax.tree_util.tree_leaves(trees) if _inexact(x)]
+    dtype = jnp.result_type(float, *leaves)
+    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)

@@ -27,6 +27,7 @@ import abc
 from typing import ClassVar
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
@@ -62,6 +63,17 @@ class AbstractChannel(eqx.Module):
     def current(self, V, gates: tuple) -> Float[Array, "*batch"]:
         """Outward current density (µA/cm²)."""
 
+    def gate_derivatives_and_diagonal(self, V, gates: tuple):
+        """(d gate/dt, ∂(d gate/dt)/∂gate) per gate, for exponential-Euler steps. By default
+        from forward-mode derivatives, one per gate; subclasses with closed forms override."""
+        derivs = self.gate_derivatives(V, gates)
+        diag = []
+        for i in range(len(gates)):
+            tangent = tuple(jnp.ones_like(g) if k == i else jnp.zeros_like(g) for k, g in enumerate(gates))
+            _, jv = jax.jvp(lambda gs: self.gate_derivatives(V, gs), (tuple(gates),), (tangent,))
+            diag.append(jv[i])
+        return tuple(derivs), tuple(diag)
+
 
 class AlphaBetaChannel(AbstractChannel):
     """A channel whose gates open at rate α(V) and close at rate β(V) (1/ms):
@@ -86,6 +98,12 @@ class AlphaBetaChannel(AbstractChannel):
         phi = self.rate_factor()
         return tuple(phi * (a * (1.0 - x) - b * x) for (a, b), x in zip(self.rates(V), gates))
 
+    def gate_derivatives_and_diagonal(self, V, gates):
+        phi = self.rate_factor()
+        rates = self.rates(V)
+        derivs = tuple(phi * (a * (1.0 - x) - b * x) for (a, b), x in zip(rates, gates))
+        return derivs, tuple(-phi * (a + b) for a, b in rates)
+
 
 class InfTauChannel(AbstractChannel):
     """A channel whose gates relax to x∞(V) with time constant τ(V) (ms):
@@ -107,6 +125,11 @@ class InfTauChannel(AbstractChannel):
 
     def gate_derivatives(self, V, gates):
         return tuple((inf - x) / tau for (inf, tau), x in zip(self.inf_tau(V), gates))
+
+    def gate_derivatives_and_diagonal(self, V, gates):
+        pairs = self.inf_tau(V)
+        derivs = tuple((inf - x) / tau for (inf, tau), x in zip(pairs, gates))
+        return derivs, tuple(-1.0 / jnp.asarray(tau) + jnp.zeros_like(x) for (_, tau), x in zip(pairs, gates))
 
 
 class Leak(AbstractChannel):

@@ -44,12 +44,15 @@ class ExponentialEuler(diffrax.AbstractSolver):
     The Jacobian's diagonal is computed by forward-mode products with tangent *groups*: 0/1
     masks over the state such that no component's derivative depends on another component
     of the same group. The default takes every leading row of every state leaf as its own
-    group (exact for neuron-wise models, one JVP per row); `hh.simulate` of a network passes
-    two groups (membrane potentials; everything else).
+    group (exact for neuron-wise models, one JVP per row). A model that knows its diagonal
+    passes `diagonal`, a function `(t, y, args) -> (dy/dt, diagonal)` used instead of the
+    term's vector field (`hh.simulate` of a network with `dt` does, with
+    `hh.Network.derivatives_and_diagonal`).
 
     Fixed steps only (`diffrax.ConstantStepSize`); first order, no error estimate.
 
-    **Fields:** `groups`: None, or a function from the state to a sequence of mask pytrees.
+    **Fields:** `groups`: None, or a function from the state to a sequence of mask pytrees;
+    `diagonal`: None, or the function above.
 
     Example:
         >>> sol = diffrax.diffeqsolve(diffrax.ODETerm(hh.vector_field), hh.ExponentialEuler(),
@@ -57,6 +60,7 @@ class ExponentialEuler(diffrax.AbstractSolver):
     """
 
     groups: Callable | None = None
+    diagonal: Callable | None = None
     term_structure: ClassVar = diffrax.AbstractTerm
     interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
 
@@ -69,13 +73,16 @@ class ExponentialEuler(diffrax.AbstractSolver):
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         del solver_state, made_jump
         h = t1 - t0
-        f_of = lambda y: terms.vf(t0, y, args)  # noqa: E731
-        groups = (self.groups or _row_groups)(y0)
-        f, linear = jax.linearize(f_of, y0)
-        diag = jax.tree_util.tree_map(jnp.zeros_like, y0)
-        for mask in groups:
-            jv = linear(mask)
-            diag = jax.tree_util.tree_map(lambda d, j, m: d + j * m, diag, jv, mask)
+        if self.diagonal is not None:
+            f, diag = self.diagonal(t0, y0, args)
+        else:
+            f_of = lambda y: terms.vf(t0, y, args)  # noqa: E731
+            groups = (self.groups or _row_groups)(y0)
+            f, linear = jax.linearize(f_of, y0)
+            diag = jax.tree_util.tree_map(jnp.zeros_like, y0)
+            for mask in groups:
+                jv = linear(mask)
+                diag = jax.tree_util.tree_map(lambda d, j, m: d + j * m, diag, jv, mask)
         y1 = jax.tree_util.tree_map(lambda y, fy, b: y + h * _phi1(b * h) * fy, y0, f, diag)
         return y1, None, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
 

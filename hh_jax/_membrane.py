@@ -71,6 +71,19 @@ class AbstractMembrane(eqx.Module):
     ) -> Float[Array, "states *batch"]:
         """dy/dt (mV/ms for V, 1/ms for gates) under an injected current density (µA/cm²)."""
 
+    def derivatives_and_diagonal(self, y, current_of_V):
+        """(dy/dt, the diagonal of its Jacobian ∂(dy_i/dt)/∂y_i), with the injected current
+        (µA/cm²) a function `current_of_V(V)` of the potential (synaptic currents depend on
+        it). Used by exponential-Euler steps; by default one forward-mode derivative per
+        state row."""
+        f = lambda y: self.derivatives(y, current_of_V(y[0]))  # noqa: E731
+        dy = f(y)
+        diag = []
+        for i in range(y.shape[0]):
+            _, jv = jax.jvp(f, (y,), (jnp.zeros_like(y).at[i].set(1.0),))
+            diag.append(jv[i])
+        return dy, jnp.stack(diag)
+
     def spike_threshold(self) -> Float[ArrayLike, "*batch"]:
         """Default spike-detection level (mV) for this membrane's voltage convention: 0 mV."""
         return 0.0
@@ -181,6 +194,26 @@ class AbstractChannelMembrane(AbstractMembrane):
             dgates.extend(ch.gate_derivatives(V, gates))
         dV = (current - total) / self.Cm
         return jnp.stack(jnp.broadcast_arrays(dV, *dgates))
+
+    def derivatives_and_diagonal(self, y, current_of_V):
+        # Closed forms from the channels (gates), and ∂I/∂V of each current by forward mode.
+        V = y[0]
+        one = jnp.ones_like(V)
+        current, dcurrent = jax.jvp(current_of_V, (V,), (one,))
+        row, dgates, bgates, total, dtotal = 1, [], [], 0.0, 0.0
+        for ch in self.channels():
+            k = len(ch.gates)
+            gates = tuple(y[row + i] for i in range(k))
+            row += k
+            i_ch, di_ch = jax.jvp(lambda v: ch.current(v, gates), (V,), (one,))
+            total, dtotal = total + i_ch, dtotal + di_ch
+            d, b = ch.gate_derivatives_and_diagonal(V, gates)
+            dgates.extend(d)
+            bgates.extend(b)
+        dV = (current - total) / self.Cm
+        bV = (dcurrent - dtotal) / self.Cm
+        return (jnp.stack(jnp.broadcast_arrays(dV, *dgates)),
+                jnp.stack(jnp.broadcast_arrays(bV, *bgates)))
 
     def resting_potential(self):
         """The potential (mV) where the channel currents cancel with every gate at steady

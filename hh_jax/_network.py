@@ -153,8 +153,9 @@ class Projection(eqx.Module):
         return self.stdp is not None and self.stdp.enabled
 
     def weights(self, state) -> Array:
-        """The current weights: the STDP state if plastic, else the `weight` field."""
-        return state["w"] if self.plastic else self.weight
+        """The current weights: the STDP state (within its bounds) if plastic, else the
+        `weight` field."""
+        return self.stdp.clip(state["w"]) if self.plastic else self.weight
 
     def weighted_sum(self, w, n_post):
         """x ↦ Σ_connections w x per postsynaptic neuron, for per-presynaptic x."""
@@ -294,30 +295,37 @@ class Network(eqx.Module):
         owner, var = name.split(".", 1)
         if owner in self.populations:
             return state["populations"][owner][self.populations[owner].membrane.state_names.index(var)]
+        if var == "w":
+            return self.projections[owner].weights(state["projections"][owner])
         return state["projections"][owner][var]
 
     # ------------------------------------------------------------------ dynamics
 
-    def derivatives(self, t, state, stimuli, pulses: bool = True) -> dict:
-        """d state/dt. With `pulses=False`, the spike-driven terms are left out (fixed-step
-        runs apply them as exact jumps after each step, see `jumps`)."""
-        pops, projs = state["populations"], state["projections"]
-        V = {name: y[0] for name, y in pops.items()}
-        sums = {name: proj.weighted_sum(proj.weights(projs[name]), self.populations[proj.post].size)
+    def _sums(self, projs):
+        return {name: proj.weighted_sum(proj.weights(projs[name]), self.populations[proj.post].size)
                 for name, proj in self.projections.items()}
-        current = {name: stimuli[name](t) for name in pops}
-        for name, proj in self.projections.items():
-            current[proj.post] = current[proj.post] + proj.synapse.current(projs[name], sums[name], V[proj.post])
-        d_pops = {name: pop.membrane.derivatives(pops[name], current[name])
-                  for name, pop in self.populations.items()}
-        up, down = {}, {}
-        for name, pop in self.populations.items():
-            if pulses:
-                s = pop.detector(V[name])
-                rate = s * (1.0 - s) / pop.sharpness * d_pops[name][0]
-                up[name], down[name] = jax.nn.relu(rate), jax.nn.relu(-rate)
-            else:
-                up[name] = down[name] = jnp.zeros_like(V[name])
+
+    def _current_fns(self, t, state, stimuli, sums):
+        """Per population, the injected current density (µA/cm²) as a function of its V."""
+        projs = state["projections"]
+        external = {name: stimuli[name](t) for name in self.populations}
+
+        def make(name):
+            incoming = [(p, proj) for p, proj in self.projections.items() if proj.post == name]
+
+            def current(V):
+                total = external[name]
+                for p, proj in incoming:
+                    total = total + proj.synapse.current(projs[p], sums[p], V)
+                return total
+
+            return current
+
+        return {name: make(name) for name in self.populations}
+
+    def _projection_derivatives(self, state, sums, up, down, pulses):
+        projs = state["projections"]
+        V = {name: y[0] for name, y in state["populations"].items()}
         d_projs = {}
         for name, proj in self.projections.items():
             st, d = projs[name], {}
@@ -336,9 +344,62 @@ class Network(eqx.Module):
                 release_sum = jnp.zeros((self.populations[proj.post].size,), V[proj.post].dtype)
             d.update(proj.synapse.derivatives(st, V[proj.pre], release_sum, efficacy))
             if proj.plastic:
-                d.update(_stdp_derivatives(proj, st, up[proj.pre], up[proj.post]))
+                if pulses:
+                    d.update(_stdp_derivatives(proj, st, up[proj.pre], up[proj.post]))
+                else:
+                    d.update(a_pre=-st["a_pre"] / proj.stdp.tau_plus,
+                             a_post=-st["a_post"] / proj.stdp.tau_minus,
+                             w=jnp.zeros_like(st["w"]))
             d_projs[name] = d
+        return d_projs
+
+    def derivatives(self, t, state, stimuli, pulses: bool = True) -> dict:
+        """d state/dt. With `pulses=False`, the spike-driven terms are left out (fixed-step
+        runs apply them as exact jumps after each step, see `jumps`)."""
+        pops = state["populations"]
+        sums = self._sums(state["projections"])
+        currents = self._current_fns(t, state, stimuli, sums)
+        d_pops = {name: pop.membrane.derivatives(pops[name], currents[name](pops[name][0]))
+                  for name, pop in self.populations.items()}
+        up, down = {}, {}
+        for name, pop in self.populations.items():
+            V = pops[name][0]
+            if pulses:
+                s = pop.detector(V)
+                rate = s * (1.0 - s) / pop.sharpness * d_pops[name][0]
+                up[name], down[name] = jax.nn.relu(rate), jax.nn.relu(-rate)
+            else:
+                up[name] = down[name] = jnp.zeros_like(V)
+        d_projs = self._projection_derivatives(state, sums, up, down, pulses)
         return {"populations": d_pops, "projections": d_projs}
+
+    def derivatives_and_diagonal(self, t, state, stimuli):
+        """(d state/dt without the spike-driven terms, the diagonal of its Jacobian), for
+        `hh.ExponentialEuler`: membranes give theirs in closed form where they can, and
+        each synaptic variable's comes from one forward-mode derivative."""
+        pops = state["populations"]
+        sums = self._sums(state["projections"])
+        currents = self._current_fns(t, state, stimuli, sums)
+        d_pops, b_pops = {}, {}
+        for name, pop in self.populations.items():
+            d_pops[name], b_pops[name] = pop.membrane.derivatives_and_diagonal(pops[name], currents[name])
+        zeros = {name: jnp.zeros_like(y[0]) for name, y in pops.items()}
+
+        def proj_derivs(projs):
+            s = {"populations": pops, "projections": projs}
+            return self._projection_derivatives(s, self._sums(projs), zeros, zeros, False)
+
+        projs = state["projections"]
+        d_projs = proj_derivs(projs)
+        b_projs = {name: {} for name in projs}
+        for name, st in projs.items():
+            for var in st:
+                tangent = jax.tree_util.tree_map(jnp.zeros_like, projs)
+                tangent[name][var] = jnp.ones_like(st[var])
+                _, jv = jax.jvp(proj_derivs, (projs,), (tangent,))
+                b_projs[name][var] = jv[name][var]
+        return ({"populations": d_pops, "projections": d_projs},
+                {"populations": b_pops, "projections": b_projs})
 
     def jumps(self, old, new, tables=None, max_active=None):
         """Apply the spike-driven terms for one fixed step, from the potentials in `old` to
@@ -370,15 +431,6 @@ class Network(eqx.Module):
                 st.update(_stdp_jump(proj, st, ds_up[proj.pre], ds_up[proj.post]))
             projs[name] = st
         return {"populations": new["populations"], "projections": projs}
-
-    def tangent_groups(self, state):
-        """Two tangent groups for `hh.ExponentialEuler`: the membrane potentials, and every
-        other variable (each depends only on itself among those, given the potentials)."""
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, state)
-        v_mask = {"populations": {k: z.at[0].set(1.0) for k, z in zeros["populations"].items()},
-                  "projections": zeros["projections"]}
-        rest = jax.tree_util.tree_map(lambda m: 1.0 - m, v_mask)
-        return (v_mask, rest)
 
 
 def _projection_variables(proj):
@@ -436,23 +488,20 @@ def out_edge_table(pre_index, n_pre) -> np.ndarray:
 
 
 def _active_sum(proj, w, released, table, n_post, max_active):
-    """Σ w · released per postsynaptic neuron, touching only the edges of the (at most
-    `max_active`) presynaptic neurons that released anything; all edges otherwise."""
+    """Σ w · released per postsynaptic neuron, touching only the edges of the presynaptic
+    neurons that released anything: up to `max_active` of them, found by `lax.top_k` (on
+    float32, where it is fast); in a busier step the rest are summed over all edges."""
     n_edges = proj.pre_index.shape[0]
-    active = released > 0
-    count = jnp.sum(active)
+    k = min(max_active, released.shape[0])
+    _, idx = jax.lax.top_k(released.astype(jnp.float32), k)
+    amount = released[idx]  # exact values; zeros among them add nothing
+    edges = table[idx]  # (k, out-degree), padded with n_edges
+    w_pad = jnp.concatenate([jnp.broadcast_to(w, (n_edges,)), jnp.zeros((1,), released.dtype)])
+    post_pad = jnp.concatenate([proj.post_index, jnp.full((1,), n_post, proj.post_index.dtype)])
+    total = jnp.zeros((n_post,), released.dtype).at[post_pad[edges]].add(w_pad[edges] * amount[:, None], mode="drop")
 
-    def sparse(_):
-        idx = jnp.nonzero(active, size=max_active, fill_value=0)[0]
-        amount = jnp.where(jnp.arange(max_active) < count, released[idx], 0.0)
-        edges = table[idx]  # (max_active, width), padded with n_edges
-        w_full = jnp.broadcast_to(w, (n_edges,))
-        w_pad = jnp.concatenate([w_full, jnp.zeros((1,), w_full.dtype)])
-        post_pad = jnp.concatenate([proj.post_index, jnp.full((1,), n_post, proj.post_index.dtype)])
-        contrib = w_pad[edges] * amount[:, None]
-        return jnp.zeros((n_post,), released.dtype).at[post_pad[edges]].add(contrib, mode="drop")
+    def rest(_):
+        return proj.weighted_sum(w, n_post)(released.at[idx].set(0.0))
 
-    def full(_):
-        return proj.weighted_sum(w, n_post)(released)
-
-    return jax.lax.cond(count <= max_active, sparse, full, None)
+    overflow = jnp.sum(released > 0) > k
+    return total + jax.lax.cond(overflow, rest, lambda _: jnp.zeros_like(total), None)

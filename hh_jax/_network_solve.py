@@ -38,8 +38,8 @@ class NetworkTrace(eqx.Module):
       Also readable as `trace["E.V"]`.
     - `spikes`: {population: `hh.Spikes`}, times `(size, max_spikes)` (ms, NaN-padded) and
       counts `(size,)`: upward crossings of the population's threshold. Fixed-step runs
-      detect them at every step; adaptive runs from the saved potentials (so only for
-      populations whose V is saved).
+      detect them at every step; adaptive runs from the potentials sampled at `ts` (so
+      choose `ts` fine enough to resolve spikes: every 0.025 ms by default).
     - `final`: the whole network state at t1 (e.g. learned weights:
       `trace.final["projections"]["ee"]["w"]`).
     - `num_steps`, `success`.
@@ -114,7 +114,8 @@ def simulate_network(
             idx = None if proj.dense else concrete_array(proj.pre_index)
             if proj.synapse.post_states and idx is not None:
                 tables[name] = jnp.asarray(out_edge_table(idx, net.populations[proj.pre].size))
-        solver = ExponentialEuler(groups=net.tangent_groups) if solver is None else solver
+        if solver is None:
+            solver = ExponentialEuler(diagonal=_network_diagonal)
     else:
         if ts is None:
             n = int(round((float(t1_c) - float(t0_c)) / 0.025)) + 1
@@ -181,24 +182,25 @@ def _adaptive(net, stimuli, y0, arrays, static):
             controller, jump_ts=jumps if jumps.size else None, step_ts=kinks if kinks.size else None
         )
     term = diffrax.ODETerm(lambda t, y, args: net.derivatives(t, y, stimuli, pulses=True))
+    # Potentials are always sampled at ts, for spike detection; only `names` are returned.
+    names = tuple(dict.fromkeys(static.names + tuple(f"{p}.V" for p in net.populations)))
     sol = diffrax.diffeqsolve(
         term, static.solver, t0=arrays["t0"], t1=arrays["t1"], dt0=arrays["dt0"], y0=y0,
         saveat=diffrax.SaveAt(subs=[
-            diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: _record(net, y, static.names)),
+            diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: _record(net, y, names)),
             diffrax.SubSaveAt(t1=True),
         ]),
         stepsize_controller=controller, max_steps=static.max_steps, adjoint=static.adjoint,
         throw=False,
     )
     recorded, last = sol.ys
-    values = {k: jnp.moveaxis(v, 0, -1) for k, v in recorded.items()}
+    recorded = {k: jnp.moveaxis(v, 0, -1) for k, v in recorded.items()}
     final = jax.tree_util.tree_map(lambda x: x[-1], last)
     spikes = {}
     for name, pop in net.populations.items():
-        key = f"{name}.V"
-        if key in values:
-            theta = jnp.broadcast_to(jnp.asarray(pop.theta(), ts.dtype), (pop.size,))
-            spikes[name] = jax.vmap(lambda v, th: _spike_times_padded(ts, v, th, static.max_spikes))(values[key], theta)
+        theta = jnp.broadcast_to(jnp.asarray(pop.theta(), ts.dtype), (pop.size,))
+        spikes[name] = jax.vmap(lambda v, th: _spike_times_padded(ts, v, th, static.max_spikes))(recorded[f"{name}.V"], theta)
+    values = {k: recorded[k] for k in static.names}
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(values)] or [jnp.array(True)]))
     ok = (sol.result == diffrax.RESULTS.successful) & finite
     cause = jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, 0, jnp.where(finite, 2, 1))
@@ -213,18 +215,17 @@ def _clocked(net, stimuli, y0, arrays, tables, static):
     n_before, stride, n_saves, n_after = static.fixed
     t0, dt = arrays["t0"], arrays["dt"]
     solver = static.solver
-    term = diffrax.ODETerm(lambda t, y, args: net.derivatives(t, y, stimuli, pulses=False))
-    solver_state = solver.init(term, t0, t0 + dt, y0, None)
+    term = diffrax.ODETerm(lambda t, y, args: args[0].derivatives(t, y, args[1], pulses=False))
+    solver_state = solver.init(term, t0, t0 + dt, y0, (net, stimuli))
     spikes0 = {name: (jnp.full((pop.size, static.max_spikes), jnp.nan, dt.dtype),
                       jnp.zeros((pop.size,), jnp.int32))
                for name, pop in net.populations.items()}
     thetas = {name: jnp.asarray(pop.theta(), dt.dtype) for name, pop in net.populations.items()}
-    rows = {name: jnp.arange(pop.size) for name, pop in net.populations.items()}
 
     def one_step(carry, _):
         i, y, sstate, spikes = carry
         t = t0 + i * dt
-        y_new, _, _, sstate, _ = solver.step(term, t, t + dt, y, None, sstate, True)
+        y_new, _, _, sstate, _ = solver.step(term, t, t + dt, y, (net, stimuli), sstate, True)
         y_new = net.jumps(y, y_new, tables, static.max_active)
         new_spikes = {}
         for name in net.populations:
@@ -233,9 +234,7 @@ def _clocked(net, stimuli, y0, arrays, tables, static):
             crossed = (v_old < theta) & (v_new >= theta)
             frac = jnp.clip((theta - v_old) / jnp.where(crossed, v_new - v_old, 1.0), 0.0, 1.0)
             times, counts = spikes[name]
-            slot = jnp.minimum(counts, static.max_spikes - 1)
-            write = crossed & (counts < static.max_spikes)
-            times = times.at[rows[name], slot].set(jnp.where(write, t + frac * dt, times[rows[name], slot]))
+            times = _record_spikes(times, counts, crossed, t + frac * dt, static.max_spikes)
             new_spikes[name] = (times, counts + crossed.astype(jnp.int32))
         return (i + 1, y_new, sstate, new_spikes), None
 
@@ -261,6 +260,29 @@ def _clocked(net, stimuli, y0, arrays, tables, static):
     values = {k: jnp.moveaxis(v, 0, -1) for k, v in values.items()}
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(final)]))
     return values, carry[3], final, carry[0], finite, jnp.asarray(1)
+
+
+def _record_spikes(times, counts, crossed, t_cross, max_spikes, k=64):
+    """Write this step's crossing times into the (n, max_spikes) buffer, touching only the
+    neurons that crossed: up to k of them found by `lax.top_k` (on float32, where it is
+    fast), the rest, in a busier step, by a write over all neurons."""
+    n = crossed.shape[0]
+    k = min(k, n)
+    hit, idx = jax.lax.top_k(crossed.astype(jnp.float32), k)
+    ok = (hit > 0) & (counts[idx] < max_spikes)
+    # Entries not written point past the buffer's rows and are dropped.
+    times = times.at[jnp.where(ok, idx, n), jnp.minimum(counts[idx], max_spikes - 1)].set(t_cross[idx], mode="drop")
+
+    def rest(times):
+        left = crossed.at[idx].set(False) & (counts < max_spikes)
+        return times.at[jnp.where(left, jnp.arange(n), n), jnp.minimum(counts, max_spikes - 1)].set(t_cross, mode="drop")
+
+    return jax.lax.cond(jnp.sum(crossed) > k, rest, lambda x: x, times)
+
+
+def _network_diagonal(t, y, args):
+    net, stimuli = args
+    return net.derivatives_and_diagonal(t, y, stimuli)
 
 
 def _fixed_grid(t0, t1, dt, ts, dtype):

@@ -27,20 +27,19 @@ def safe_exp(x):
 def exprel_inv(x):
     """x / (exp(x) − 1), continued by its limit 1 at x = 0; finite value and gradient for all x.
 
-    For x > 0 it is evaluated as x·exp(−x) / (1 − exp(−x)) so that large x never overflows.
-    Each branch sees a harmless stand-in input wherever it is not selected, so its (discarded)
-    gradient cannot be NaN (the "double where" of the JAX FAQ).
+    With m = expm1(−|x|) it is x/m for x < 0 and x·exp(−x)/(−m) for x > 0: two
+    transcendentals, never overflowing, accurate to rounding everywhere. Near 0 a Taylor series replaces it; that branch sees a
+    harmless stand-in input elsewhere and vice versa, so no discarded gradient can be NaN
+    (the "double where" of the JAX FAQ).
     """
     x = jnp.asarray(x)
     small = jnp.abs(x) < _TAYLOR_BELOW
-    positive = x > 0
-    x_pos = jnp.where(positive & ~small, x, 1.0)
-    x_neg = jnp.where(~positive & ~small, x, -1.0)
+    x_big = jnp.where(small, 1.0, x)
     x_small = jnp.where(small, x, 0.0)
-    pos_branch = x_pos * jnp.exp(-x_pos) / -jnp.expm1(-x_pos)
-    neg_branch = x_neg / jnp.expm1(x_neg)
+    m = jnp.expm1(-jnp.abs(x_big))
+    closed = jnp.where(x_big > 0, x_big * jnp.exp(-jnp.abs(x_big)) / -m, x_big / m)
     taylor = 1.0 - x_small / 2.0 + x_small**2 / 12.0
-    return jnp.where(small, taylor, jnp.where(positive, pos_branch, neg_branch))
+    return jnp.where(small, taylor, closed)
 
 
 def vtrap(x, y):

@@ -94,7 +94,7 @@ def simulate(
     dt: float | None = None,
     init: dict | None = None,
     max_spikes: int = 64,
-    max_active: int = 256,
+    max_active: int = 128,
 ) -> Trace:
     """Integrate a membrane (or a network) under a stimulus with an adaptive Diffrax solver.
 

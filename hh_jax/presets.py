@@ -9,9 +9,11 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._membrane import HodgkinHuxley, Pospischil
 
-__all__ = ["seed", "neuron", "pospischil"]
+__all__ = ["seed", "neuron", "pospischil", "cobahh"]
 
 _SEED = dict(
     gNa=120.0, gK=36.0, gL=0.3, ENa=115.0, EK=-12.0, EL=10.613, Cm=1.0, celsius=6.3, vshift=65.0
@@ -79,3 +81,75 @@ def pospischil(**overrides) -> Pospischil:
     **Returns:** an `hh.Pospischil`.
     """
     return _build("pospischil", _POSPISCHIL, overrides, Pospischil)
+
+
+# Brette et al. (2007), benchmark 3 (COBAHH), as in Brian2's example: a 20,000 µm² cell.
+_COBAHH_AREA_CM2 = 20000e-8
+_NS = 1e-6 / _COBAHH_AREA_CM2  # 1 nS on that cell, in mS/cm²
+
+
+def cobahh(n: int = 4000, p: float = 0.02, seed: int = 0, excitatory_fraction: float = 0.8):
+    """The COBAHH network of Brette et al. (2007, benchmark 3), as Brian2's example builds it.
+
+    `n` Traub–Miles HH neurons (gNa 100, gK 30, gL 0.05 mS/cm²; ENa 50, EK −90, EL −60 mV;
+    VT −63 mV; Cm 1 µF/cm²) in one population "P"; the first 80 % are excitatory. Every
+    ordered pair (autapses included) is connected with probability `p`, separately for the
+    excitatory projection "exc" (τe 5 ms, Ee 0 mV, we 6 nS) and the inhibitory one "inh"
+    (τi 10 ms, Ei −80 mV, wi 67 nS). Conductances are per area of the 20,000 µm² cell:
+    1 nS = 0.005 mS/cm². Spikes are detected at −20 mV.
+
+    Initial conditions as in the example: V = EL + (5 N(0,1) − 5) mV, gates at 0,
+    ge = (1.5 N(0,1) + 4)·10 nS and gi = (12 N(0,1) + 20)·10 nS.
+
+    **Arguments:** `n` neurons, connection probability `p`, random `seed`,
+    `excitatory_fraction`.
+
+    **Returns:** `(network, init)`, where `init` is the dict of initial values to pass to
+    `hh.simulate(..., init=init)`; the connectivity is `network.projections["exc"]`'s
+    `pre_index`/`post_index` (and "inh"'s).
+
+    Example:
+        >>> net, init = hh.presets.cobahh()
+        >>> tr = hh.simulate(net, None, t1=1000.0, dt=0.1, init=init, save=(), max_spikes=100)
+    """
+    from ._channels import Leak, PospischilPotassium, PospischilSodium
+    from ._membrane import ChannelMembrane
+    from ._network import Network, Population, Projection
+    from ._synapse import ExpSynapse
+
+    if not (isinstance(n, int) and n > 1):
+        raise ValueError(f"hh.presets.cobahh: `n` must be an integer > 1, got {n!r}.")
+    if not 0 < p <= 1:
+        raise ValueError(f"hh.presets.cobahh: `p` must lie in (0, 1], got {p}.")
+    rng = np.random.default_rng(seed)
+    n_exc = int(round(excitatory_fraction * n))
+    membrane = ChannelMembrane(
+        {"na": PospischilSodium(g=100.0, E=50.0, VT=-63.0),
+         "k": PospischilPotassium(g=30.0, E=-90.0, VT=-63.0),
+         "leak": Leak(g=0.05, E=-60.0)},
+        Cm=1.0, v_rest=-60.0,
+    )
+
+    def connect(pre_ids):
+        pre, post = [], []
+        for start in range(0, len(pre_ids), 500):  # row blocks keep memory small
+            block = rng.random((min(500, len(pre_ids) - start), n)) < p
+            i, j = np.nonzero(block)
+            pre.append(pre_ids[start + i])
+            post.append(j)
+        return np.concatenate(pre).astype(np.int32), np.concatenate(post).astype(np.int32)
+
+    exc_edges = connect(np.arange(n_exc))
+    inh_edges = connect(np.arange(n_exc, n))
+    net = Network(
+        {"P": Population(membrane, n, threshold=-20.0)},
+        {"exc": Projection("P", "P", ExpSynapse(tau=5.0, E=0.0), weight=6.0 * _NS, edges=exc_edges),
+         "inh": Projection("P", "P", ExpSynapse(tau=10.0, E=-80.0), weight=67.0 * _NS, edges=inh_edges)},
+    )
+    init = {
+        "P.V": -60.0 + rng.standard_normal(n) * 5.0 - 5.0,
+        "P.m": 0.0, "P.h": 0.0, "P.n": 0.0,
+        "exc.g": (rng.standard_normal(n) * 1.5 + 4.0) * 10.0 * _NS,
+        "inh.g": (rng.standard_normal(n) * 12.0 + 20.0) * 10.0 * _NS,
+    }
+    return net, init

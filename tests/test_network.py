@@ -1,0 +1,306 @@
+"""Networks: synapses, short- and long-term plasticity, gradients, batches and bad input,
+each against an independent reference (the event-based recurrences, the exponential STDP
+window, scipy, central finite differences)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import hh_jax as hh
+
+
+def _pair(synapse, weight=0.1, stp=None, stdp=None):
+    pop = lambda: hh.Population(hh.presets.neuron(), 1)  # noqa: E731
+    proj = hh.Projection("pre", "post", synapse, weight=[[weight]], stp=stp, stdp=stdp)
+    return hh.Network({"pre": pop(), "post": pop()}, {"syn": proj})
+
+
+def _train_20hz(count=10):
+    return hh.PulseTrain(start=10.0, period=50.0, width=1.0, amplitude=20.0, count=count)
+
+
+def tm_recurrence(spike_times, U, tau_rec, tau_facil=None):
+    """The event-based Tsodyks–Markram recurrence (Markram, Wang & Tsodyks 1998): released
+    amounts u⁺x⁻ at each spike."""
+    x, u, released, prev = 1.0, 0.0, [], None
+    for t in spike_times:
+        if prev is not None:
+            gap = t - prev
+            x = 1.0 - (1.0 - x) * np.exp(-gap / tau_rec)
+            u = u * np.exp(-gap / tau_facil) if tau_facil else 0.0
+        u = u + U * (1.0 - u) if tau_facil else U
+        released.append(u * x)
+        x -= u * x
+        prev = t
+    return np.array(released)
+
+
+def _peaks(t, g, spikes, window=10.0):
+    return np.array([g[(t > s) & (t < s + window)].max() for s in spikes])
+
+
+STP_CASES = {
+    "depressing": dict(U=0.5, tau_rec=800.0),
+    "facilitating": dict(U=0.1, tau_rec=100.0, tau_facil=1000.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STP_CASES))
+@pytest.mark.parametrize("dt", [None, 0.025])
+def test_stp_peaks_follow_event_based_recurrence(case, dt):
+    params = STP_CASES[case]
+    net = _pair(hh.ExpSynapse(tau=5.0, E=0.0), stp=hh.TsodyksMarkram(**params))
+    tr = hh.simulate(net, {"pre": _train_20hz()}, t1=520.0, ts=jnp.arange(0.0, 520.0, 0.025),
+                     save=("syn.g",), dt=dt)
+    spikes = np.asarray(tr.spikes["pre"].times[0])
+    spikes = spikes[np.isfinite(spikes)]
+    assert spikes.size == 10
+    peaks = _peaks(np.asarray(tr.t), np.asarray(tr["syn.g"][0]), spikes)
+    expected = tm_recurrence(spikes, **params)
+    ratio = (peaks / peaks[0]) / (expected / expected[0])
+    assert np.max(np.abs(ratio - 1.0)) < 0.01, ratio
+    # The released amount itself: the first peak is w·U less the decay during the pulse.
+    assert peaks[0] == pytest.approx(0.1 * params["U"], rel=0.03)
+
+
+@pytest.mark.parametrize("case", sorted(STP_CASES))
+def test_stp_on_kinetic_ampa_synapse_follows_recurrence(case):
+    """The released amount (the transmitter's efficacy q) follows the recurrence for the
+    published AMPA kinetics; the peak conductance does too where binding is far from
+    saturation (Tmax 0.01 mM). At Tmax = 1 mM receptor saturation compresses the peaks,
+    as the kinetic model says it should."""
+    params = STP_CASES[case]
+    for tmax in (1.0, 0.01):
+        net = _pair(hh.AMPA(Tmax=tmax), weight=0.05, stp=hh.TsodyksMarkram(**params))
+        tr = hh.simulate(net, {"pre": _train_20hz()}, t1=520.0, ts=jnp.arange(0.0, 520.0, 0.025),
+                         save=("syn.r", "syn.q"))
+        spikes = np.asarray(tr.spikes["pre"].times[0])
+        spikes = spikes[np.isfinite(spikes)]
+        t = np.asarray(tr.t)
+        expected = tm_recurrence(spikes, **params)
+        released = _peaks(t, np.asarray(tr["syn.q"][0]), spikes, window=3.0)
+        np.testing.assert_allclose(released, expected, rtol=1e-3)
+        if tmax == 0.01:
+            peaks = _peaks(t, np.asarray(tr["syn.r"][0]), spikes)
+            ratio = (peaks / peaks[0]) / (expected / expected[0])
+            assert np.max(np.abs(ratio - 1.0)) < 0.05, ratio
+
+
+@pytest.mark.parametrize("gap", [-50.0, -20.0, -10.0, -5.0, -2.0, 2.0, 5.0, 10.0, 20.0, 50.0])
+def test_stdp_single_pair_follows_exponential_window(gap):
+    rule = hh.STDP(A_plus=0.01, A_minus=0.012, tau_plus=16.8, tau_minus=33.7)
+    net = _pair(hh.ExpSynapse(tau=5.0, E=0.0), weight=0.05, stdp=rule)
+    t_pre = 20.0 + max(0.0, -gap)
+    stim = {"pre": hh.Pulse(start=t_pre, stop=t_pre + 0.5, amplitude=40.0),
+            "post": hh.Pulse(start=t_pre + gap, stop=t_pre + gap + 0.5, amplitude=40.0)}
+    tr = hh.simulate(net, stim, t1=150.0, ts=jnp.arange(0.0, 150.0, 0.01), save=("pre.V", "post.V", "syn.w"))
+    assert int(tr.spikes["pre"].counts[0]) == 1 and int(tr.spikes["post"].counts[0]) == 1
+    measured = float(tr.spikes["post"].times[0, 0] - tr.spikes["pre"].times[0, 0])
+    change = float(tr["syn.w"][0, 0, -1] - tr["syn.w"][0, 0, 0])
+    window = 0.01 * np.exp(-measured / 16.8) if measured > 0 else -0.012 * np.exp(measured / 33.7)
+    assert change == pytest.approx(window, rel=0.05)
+    assert change == pytest.approx(window, rel=0.005)  # in fact much closer
+
+
+def test_stdp_can_be_switched_off_and_bounds_hold():
+    off = _pair(hh.ExpSynapse(), weight=0.05,
+                stdp=hh.STDP(A_plus=0.01, A_minus=0.012, enabled=False))
+    assert "syn.w" not in off.variable_names()
+    rule = hh.STDP(A_plus=0.5, A_minus=0.0, w_max=0.06)
+    on = _pair(hh.ExpSynapse(), weight=0.05, stdp=rule)
+    stim = {"pre": hh.Pulse(start=5.0, stop=5.5, amplitude=40.0),
+            "post": hh.Pulse(start=8.0, stop=8.5, amplitude=40.0)}
+    tr = hh.simulate(on, stim, t1=40.0, save=("syn.w",))
+    assert float(tr["syn.w"][0, 0, -1]) == pytest.approx(0.06, abs=1e-6)  # capped at w_max
+
+
+def _ring(n=10, dense=False, seed=0):
+    rng = np.random.default_rng(seed)
+    pre = np.repeat(np.arange(n), 3)
+    post = (pre + rng.integers(1, n, size=pre.size)) % n
+    w = rng.uniform(0.02, 0.06, size=pre.size)
+    syn = hh.ExpSynapse(tau=3.0, E=0.0)
+    if dense:
+        W = np.zeros((n, n))
+        np.add.at(W, (pre, post), w)
+        proj = hh.Projection("E", "E", syn, weight=W)
+    else:
+        proj = hh.Projection("E", "E", syn, weight=w, edges=(pre, post))
+    pop = hh.Population(hh.presets.neuron(), n)
+    return hh.Network({"E": pop}, {"ee": proj}), w
+
+
+def _drive(n=10):
+    amps = jnp.where(jnp.arange(n) < 3, 12.0, 0.0)
+    return {"E": hh.Step(start=2.0, stop=30.0, amplitude=amps)}
+
+
+def test_dense_and_sparse_connectivity_agree():
+    ts = jnp.linspace(0.0, 40.0, 801)
+    sparse, _ = _ring()
+    dense, _ = _ring(dense=True)
+    a = hh.simulate(sparse, _drive(), t1=40.0, ts=ts, save="V", rtol=1e-8, atol=1e-8)
+    b = hh.simulate(dense, _drive(), t1=40.0, ts=ts, save="V", rtol=1e-8, atol=1e-8)
+    assert int(a.spikes["E"].counts.sum()) > 3  # the drive spreads through the network
+    np.testing.assert_allclose(a["E.V"], b["E.V"], atol=1e-4)
+
+
+def test_weight_gradients_match_central_differences_in_10_neuron_network():
+    net, w0 = _ring()
+    ts = jnp.linspace(0.0, 40.0, 401)
+    opts = dict(t1=40.0, ts=ts, save=("E.V",), rtol=1e-10, atol=1e-10, max_steps=200_000)
+
+    def loss(w):
+        proj = net.projections["ee"]
+        new = hh.Projection("E", "E", proj.synapse, weight=w, edges=(proj.pre_index, proj.post_index))
+        tr = hh.simulate(hh.Network(net.populations, {"ee": new}), _drive(), **opts)
+        return jnp.mean(tr["E.V"][3:])  # the neurons driven only through synapses
+
+    w = jnp.asarray(w0)
+    grad = np.asarray(jax.grad(loss)(w))
+    checked = 0
+    for k in np.argsort(-np.abs(grad))[:6]:
+        h = 1e-4 * float(w[k])
+        fd = (float(loss(w.at[k].add(h))) - float(loss(w.at[k].add(-h)))) / (2 * h)
+        assert grad[k] == pytest.approx(fd, rel=0.01), (k, grad[k], fd)
+        checked += 1
+    assert checked == 6 and np.max(np.abs(grad)) > 0
+
+
+def test_batch_of_networks_under_vmap():
+    net, w0 = _ring()
+    ts = jnp.linspace(0.0, 30.0, 301)
+
+    def run(scale):
+        proj = net.projections["ee"]
+        new = hh.Projection("E", "E", proj.synapse, weight=scale * proj.weight,
+                            edges=(proj.pre_index, proj.post_index))
+        return hh.simulate(hh.Network(net.populations, {"ee": new}), _drive(), t1=30.0, ts=ts,
+                           save=("E.V",))["E.V"]
+
+    scales = jnp.array([0.0, 1.0, 2.0])
+    batched = jax.vmap(run)(scales)
+    assert batched.shape == (3, 10, 301)
+    for i, s in enumerate(scales):
+        np.testing.assert_allclose(batched[i], run(s), atol=1e-3)
+    # No coupling: the undriven neurons stay at rest; with coupling they depolarise.
+    assert float(jnp.max(batched[0, 3:])) < -64.0 < float(jnp.max(batched[2, 3:]))
+
+
+# --------------------------------------------------------------------------- scipy reference
+
+
+def _hh_rates(V):
+    an = 0.01 * (V + 55.0) / (1.0 - np.exp(-(V + 55.0) / 10.0))
+    bn = 0.125 * np.exp(-(V + 65.0) / 80.0)
+    am = 0.1 * (V + 40.0) / (1.0 - np.exp(-(V + 40.0) / 10.0))
+    bm = 4.0 * np.exp(-(V + 65.0) / 18.0)
+    ah = 0.07 * np.exp(-(V + 65.0) / 20.0)
+    bh = 1.0 / (1.0 + np.exp(-(V + 35.0) / 10.0))
+    return an, bn, am, bm, ah, bh
+
+
+def _scipy_kinetic_pair(alpha, beta, E, mg, gmax, t1, t_on, t_off, amp):
+    """Two NEURON-convention HH neurons; the first drives the second through a kinetic
+    synapse (Destexhe et al. 1994, with the Jahr–Stevens block if mg) — from the papers."""
+
+    def membrane(V, n, m, h, I):
+        an, bn, am, bm, ah, bh = _hh_rates(V)
+        i_ion = 120 * m**3 * h * (V - 50) + 36 * n**4 * (V + 77) + 0.3 * (V + 54.3)
+        return [I - i_ion, an * (1 - n) - bn * n, am * (1 - m) - bm * m, ah * (1 - h) - bh * h]
+
+    def rhs(t, y):
+        V1, n1, m1, h1, V2, n2, m2, h2, r = y
+        I1 = amp if t_on <= t < t_off else 0.0
+        T = 1.0 / (1.0 + np.exp(-(V1 - 2.0) / 5.0))
+        B = 1.0 / (1.0 + np.exp(-0.062 * V2) * mg / 3.57) if mg else 1.0
+        I2 = gmax * r * B * (E - V2)
+        return membrane(V1, n1, m1, h1, I1) + membrane(V2, n2, m2, h2, I2) + [alpha * T * (1 - r) - beta * r]
+
+    V0 = -65.0
+    an, bn, am, bm, ah, bh = _hh_rates(V0)
+    g0 = [V0, an / (an + bn), am / (am + bm), ah / (ah + bh)]
+    ts = np.linspace(0.0, t1, 2001)
+    sol = solve_ivp(rhs, (0.0, t1), g0 + g0 + [0.0], t_eval=ts, method="LSODA", rtol=1e-10,
+                    atol=1e-10, max_step=0.02)
+    return ts, sol.y[4], sol.y[8]
+
+
+@pytest.mark.parametrize("kind", ["AMPA", "NMDA", "GABAA"])
+def test_kinetic_synapses_match_scipy(kind):
+    syn = {"AMPA": hh.AMPA(), "NMDA": hh.NMDA(), "GABAA": hh.GABAA()}[kind]
+    gmax = {"AMPA": 0.05, "NMDA": 0.05, "GABAA": 0.1}[kind]
+    ts, V2, r = _scipy_kinetic_pair(float(syn.alpha), float(syn.beta), float(syn.E),
+                                    syn.mg, gmax, 40.0, 5.0, 6.0, 20.0)
+    net = _pair(syn, weight=gmax)
+    tr = hh.simulate(net, {"pre": hh.Pulse(start=5.0, stop=6.0, amplitude=20.0)}, t1=40.0,
+                     ts=jnp.asarray(ts), save=("post.V", "syn.r"), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(tr["syn.r"][0], r, atol=1e-6)
+    np.testing.assert_allclose(tr["post.V"][0], V2, atol=1e-5)
+    assert abs(V2.max() - V2[0]) > 0.05  # a visible postsynaptic potential
+
+
+def test_fixed_steps_converge_to_the_adaptive_solution():
+    net, _ = _ring()
+    adaptive = hh.simulate(net, _drive(), t1=40.0, ts=jnp.linspace(0.0, 40.0, 401), save="V",
+                           rtol=1e-9, atol=1e-9)
+    ref = np.asarray(adaptive.spikes["E"].times)
+    errors = []
+    for dt in (0.02, 0.01):
+        fixed = hh.simulate(net, _drive(), t1=40.0, dt=dt, save=())
+        got = np.asarray(fixed.spikes["E"].times)
+        np.testing.assert_array_equal(np.isfinite(got), np.isfinite(ref))
+        errors.append(np.nanmax(np.abs(got - ref)))
+    assert errors[1] < 0.6 * errors[0] and errors[1] < 0.3  # first order: halves with dt
+
+
+def test_cobahh_preset_matches_the_published_network():
+    net, init = hh.presets.cobahh(n=1000, seed=1)
+    exc, inh = net.projections["exc"], net.projections["inh"]
+    for proj, n_pre in ((exc, 800), (inh, 200)):
+        n_edges = proj.pre_index.shape[0]
+        expected = 0.02 * n_pre * 1000
+        assert abs(n_edges - expected) < 5 * np.sqrt(expected)
+    assert int(exc.pre_index.max()) < 800 <= int(inh.pre_index.min())
+    assert float(exc.weight) == pytest.approx(6e-6 / 2e-4)  # 6 nS on 20,000 µm²
+    assert float(inh.weight) == pytest.approx(67e-6 / 2e-4)
+    assert float(exc.synapse.tau) == 5.0 and float(inh.synapse.E) == -80.0
+    assert np.mean(init["P.V"]) == pytest.approx(-65.0, abs=0.6)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_network_input_raises_value_errors():
+    pop = hh.Population(hh.presets.neuron(), 3)
+    syn = hh.ExpSynapse()
+    edges = (np.array([0, 1]), np.array([1, 3]))
+    with pytest.raises(ValueError, match="post indices must lie in"):
+        hh.Network({"A": pop}, {"p": hh.Projection("A", "A", syn, weight=0.1, edges=edges)})
+    with pytest.raises(ValueError, match="one entry per edge"):
+        hh.Projection("A", "A", syn, weight=[0.1, 0.2, 0.3], edges=(np.array([0, 1]), np.array([1, 2])))
+    with pytest.raises(ValueError, match="tau"):
+        hh.ExpSynapse(tau=-5.0)
+    with pytest.raises(ValueError, match="tau_rec"):
+        hh.TsodyksMarkram(U=0.5, tau_rec=-1.0)
+    with pytest.raises(ValueError, match="tau_plus"):
+        hh.STDP(A_plus=0.01, A_minus=0.01, tau_plus=-20.0)
+    with pytest.raises(ValueError, match="does not exist"):
+        hh.Network({"A": pop}, {"p": hh.Projection("A", "B", syn, weight=np.zeros((3, 3)))})
+    with pytest.raises(ValueError, match="shape"):
+        hh.Network({"A": pop}, {"p": hh.Projection("A", "A", syn, weight=np.zeros((3, 2)))})
+    with pytest.raises(ValueError, match="U"):
+        hh.TsodyksMarkram(U=1.5, tau_rec=100.0)
+    with pytest.raises(ValueError, match="weight"):
+        hh.Projection("A", "A", syn, weight=-np.ones((3, 3)))
+    net = hh.Network({"A": pop})
+    with pytest.raises(ValueError, match="unknown population"):
+        hh.simulate(net, {"B": hh.Step(start=0.0, amplitude=1.0)}, t1=10.0)
+    with pytest.raises(ValueError, match="unknown variable"):
+        hh.simulate(net, None, t1=10.0, save=("A.Q",))
+    with pytest.raises(ValueError, match="whole number of steps"):
+        hh.simulate(net, None, t1=10.05, dt=0.1)

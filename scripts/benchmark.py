@@ -16,6 +16,17 @@ linearly to N (labelled so). Jaxley needs the `bench` extra: pip install -e ".[b
 
     python scripts/benchmark.py --out scripts/benchmark            # full run
     python scripts/benchmark.py --sizes 1 100 --repeats 3 --quick  # a smoke run
+
+Networks (issue 8), `--network`: the COBAHH benchmark of Brette et al. (2007): 4000 HH
+neurons, 80 % excitatory, 2 % connectivity, exponential conductances, 1 s of biological time,
+hh_jax (fixed steps of 0.1 ms, exponential Euler, float64 and float32) beside Brian2 (cython
+target, exponential Euler, dt 0.1 ms, float64) on the *same* network: connectivity and initial
+conditions come from `hh.presets.cobahh(seed=...)` and are handed to Brian2. Per tool, wall
+time of the run (median of --repeats after a warm-up run, which includes compilation or code
+generation), population firing rate and mean ISI CV. Brian2 needs numpy < 2.3 on Python 3.11
+(the bench extra pins it there).
+
+    python scripts/benchmark.py --network --out scripts/benchmark
 """
 
 from __future__ import annotations
@@ -255,6 +266,187 @@ def run_case(args) -> None:
     print("RESULT " + json.dumps(result))
 
 
+# --------------------------------------------------------------------------- COBAHH network
+
+
+def _cobahh_stats(trains, n, t1_ms):
+    """Population rate (Hz) and mean ISI CV over neurons with at least 3 spikes."""
+    count = sum(len(tr) for tr in trains)
+    cvs = []
+    for tr in trains:
+        if len(tr) >= 3:
+            isi = np.diff(np.sort(np.asarray(tr)))
+            cvs.append(isi.std() / isi.mean())
+    return dict(rate_hz=count / n / (t1_ms / 1000.0), isi_cv=float(np.mean(cvs)), cv_neurons=len(cvs))
+
+
+def case_cobahh_hh_jax(dtype, seed, repeats, n=4000, t1=1000.0):
+    import jax
+
+    jax.config.update("jax_enable_x64", dtype == "float64")
+    import hh_jax as hh
+
+    net, init = hh.presets.cobahh(n=n, seed=seed)
+
+    def run():
+        sp = hh.simulate(net, None, t1=t1, dt=0.1, init=init, save=(), max_spikes=400).spikes["P"]
+        return jax.block_until_ready(sp)
+
+    first, times = _timed_plain(run, repeats)
+    sp = run()
+    times_ms = np.asarray(sp.times)
+    trains = [row[np.isfinite(row)] for row in times_ms]
+    dropped = int(np.sum(np.asarray(sp.counts) - np.array([len(t) for t in trains])))
+    return dict(first_call_s=first, wall_s=float(np.median(times)), dropped_spike_times=dropped,
+                device=str(jax.devices()[0].device_kind), **_cobahh_stats(trains, n, t1))
+
+
+def case_cobahh_brian2(seed, repeats, target="cython", n=4000, t1=1000.0):
+    import brian2 as b2
+    import hh_jax as hh
+
+    net, init = hh.presets.cobahh(n=n, seed=seed)
+    exc = [np.asarray(x) for x in (net.projections["exc"].pre_index, net.projections["exc"].post_index)]
+    inh = [np.asarray(x) for x in (net.projections["inh"].pre_index, net.projections["inh"].post_index)]
+    b2.prefs.codegen.target = target
+    mV, ms, nS = b2.mV, b2.ms, b2.nS
+    # Brian2's own COBAHH example (examples/frompapers/Brette_2007/COBAHH.py), units as there.
+    area = 20000 * b2.umetre**2
+    ns = dict(
+        Cm=(1 * b2.ufarad * b2.cmetre**-2) * area, gl=(5e-5 * b2.siemens * b2.cmetre**-2) * area,
+        El=-60 * mV, EK=-90 * mV, ENa=50 * mV, g_na=(100 * b2.msiemens * b2.cmetre**-2) * area,
+        g_kd=(30 * b2.msiemens * b2.cmetre**-2) * area, VT=-63 * mV, taue=5 * ms, taui=10 * ms,
+        Ee=0 * mV, Ei=-80 * mV, we=6 * nS, wi=67 * nS,
+    )
+    eqs = b2.Equations("""
+    dv/dt = (gl*(El-v)+ge*(Ee-v)+gi*(Ei-v)-g_na*(m*m*m)*h*(v-ENa)-g_kd*(n*n*n*n)*(v-EK))/Cm : volt
+    dm/dt = alpha_m*(1-m)-beta_m*m : 1
+    dn/dt = alpha_n*(1-n)-beta_n*n : 1
+    dh/dt = alpha_h*(1-h)-beta_h*h : 1
+    dge/dt = -ge*(1./taue) : siemens
+    dgi/dt = -gi*(1./taui) : siemens
+    alpha_m = 0.32*(mV**-1)*4*mV/exprel((13*mV-v+VT)/(4*mV))/ms : Hz
+    beta_m = 0.28*(mV**-1)*5*mV/exprel((v-VT-40*mV)/(5*mV))/ms : Hz
+    alpha_h = 0.128*exp((17*mV-v+VT)/(18*mV))/ms : Hz
+    beta_h = 4./(1+exp((40*mV-v+VT)/(5*mV)))/ms : Hz
+    alpha_n = 0.032*(mV**-1)*5*mV/exprel((15*mV-v+VT)/(5*mV))/ms : Hz
+    beta_n = .5*exp((10*mV-v+VT)/(40*mV))/ms : Hz
+    """)
+    state = {}
+
+    def build():
+        b2.start_scope()
+        b2.defaultclock.dt = 0.1 * ms
+        P = b2.NeuronGroup(n, model=eqs, threshold="v>-20*mV", refractory=3 * ms,
+                           method="exponential_euler", namespace=ns)
+        Ce = b2.Synapses(P, P, on_pre="ge+=we", namespace=ns)
+        Ci = b2.Synapses(P, P, on_pre="gi+=wi", namespace=ns)
+        Ce.connect(i=exc[0], j=exc[1])
+        Ci.connect(i=inh[0], j=inh[1])
+        P.v = init["P.V"] * mV  # gates start at 0, as in the example
+        to_nS = 1.0 / float(hh.presets._NS)
+        P.ge = init["exc.g"] * to_nS * nS
+        P.gi = init["inh.g"] * to_nS * nS
+        monitor = b2.SpikeMonitor(P)
+        state["net"] = b2.Network(P, Ce, Ci, monitor)
+        state["monitor"] = monitor
+
+    def run():
+        build()  # not timed: only the simulation of 1 s is
+        start = time.perf_counter()
+        state["net"].run(t1 * ms)
+        return time.perf_counter() - start
+
+    first = run()
+    times = [run() for _ in range(repeats)]
+    trains = [np.asarray(v / ms) for v in state["monitor"].spike_trains().values()]
+    return dict(first_call_s=first, wall_s=float(np.median(times)), device="CPU", **_cobahh_stats(trains, n, t1))
+
+
+def _timed_plain(fn, repeats):
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return first, times
+
+
+def run_network_case(args) -> None:
+    tool, dtype, seed = args.case[0], args.case[1], int(args.case[2])
+    if tool == "hh_jax":
+        result = case_cobahh_hh_jax(dtype, seed, args.repeats)
+        result["setting"] = "fixed dt 0.1 ms, exponential Euler"
+    else:
+        result = case_cobahh_brian2(seed, args.repeats)
+        result["setting"] = "cython, exponential Euler, dt 0.1 ms"
+    result.update(tool=tool, dtype=dtype, seed=seed,
+                  peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    print("RESULT " + json.dumps(result))
+
+
+def network_main(args):
+    results = []
+    cases = [("hh_jax", d) for d in args.dtypes] + ([("brian2", "float64")] if _available_brian2() else [])
+    if not _available_brian2():
+        print("skipping Brian2: install the bench extra (pip install -e '.[bench]'; numpy < 2.3 on Python 3.11)")
+    for seed in args.seeds:
+        for tool, dtype in cases:
+            cmd = [sys.executable, __file__, "--network", "--case", tool, dtype, str(seed),
+                   "--repeats", str(args.repeats if seed == args.seeds[0] else 1)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode != 0 or not line:
+                print(f"{tool} {dtype} seed {seed}: FAILED\n{proc.stderr[-2000:]}")
+                results.append(dict(tool=tool, dtype=dtype, seed=seed, error=proc.stderr[-500:]))
+                continue
+            r = json.loads(line[0][len("RESULT "):])
+            print(f"{tool:7s} {dtype} seed {seed}: wall {r['wall_s']:.2f} s (first {r['first_call_s']:.1f} s)  "
+                  f"rate {r['rate_hz']:.2f} Hz  ISI CV {r['isi_cv']:.3f}  peak {r['peak_rss_mb']:.0f} MB")
+            results.append(r)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = dict(machine=_machine(), case=dict(model="COBAHH (Brette et al. 2007, benchmark 3)", n=4000,
+                                                 t1_ms=1000.0, dt_ms=0.1), results=results)
+    (out / "network.json").write_text(json.dumps(payload, indent=2))
+    (out / "network.md").write_text(network_markdown(payload))
+    print(f"wrote {out / 'network.json'} and {out / 'network.md'}")
+    return payload
+
+
+def _available_brian2():
+    proc = subprocess.run([sys.executable, "-c", "import brian2"], capture_output=True)
+    return proc.returncode == 0
+
+
+def network_markdown(payload):
+    m = payload["machine"]
+    ok = [r for r in payload["results"] if "error" not in r]
+    brian = {r["seed"]: r for r in ok if r["tool"] == "brian2"}
+    lines = [
+        f"Machine: {m['processor']}, {m['cpu_count']} cores, Python {m['python']}, JAX {m['jax']}; {m['date']}.",
+        "COBAHH, 4000 neurons, 1 s of biological time, dt 0.1 ms; the same connectivity and initial "
+        "conditions for both tools (from `hh.presets.cobahh(seed)`). Wall: median of repeated runs "
+        "after a warm-up (one run for the other seeds).",
+        "",
+        "| tool | setting | dtype | seed | wall (s) | first call (s) | ÷ Brian2 wall | rate (Hz) | rate ÷ Brian2 "
+        "| ISI CV | CV ÷ Brian2 | peak RSS (MB) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in ok:
+        b = brian.get(r["seed"])
+        ratio = lambda key: _fmt(r[key] / b[key] if b else None, ".3f")  # noqa: E731
+        lines.append(
+            f"| {r['tool']} | {r['setting']} | {r['dtype']} | {r['seed']} | {r['wall_s']:.2f} | {r['first_call_s']:.1f} "
+            f"| {ratio('wall_s')} | {r['rate_hz']:.2f} | {ratio('rate_hz')} | {r['isi_cv']:.3f} | {ratio('isi_cv')} "
+            f"| {r['peak_rss_mb']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -280,9 +472,17 @@ def main(argv=None):
     parser.add_argument("--large", type=int, nargs="*", default=[100000], help="N for the chunked large-batch memory case (float64)")
     parser.add_argument("--chunk-size", type=int, default=10000, help="neurons per chunk in the large case")
     parser.add_argument("--quick", action="store_true", help="skip Jaxley float32 and odeint float32 (smoke runs)")
+    parser.add_argument("--network", action="store_true", help="run the COBAHH network benchmark against Brian2 instead")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="COBAHH network instances (--network)")
     parser.add_argument("--case", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--reference", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.network:
+        if args.case:
+            return run_network_case(args)
+        if "--repeats" not in (argv if argv is not None else sys.argv):
+            args.repeats = 3
+        return network_main(args)
     if args.case:
         return run_case(args)
 

@@ -33,3 +33,17 @@ def test_protocols_script(tmp_path):
     assert len(result["sustained_step"]) > 5  # sustained current: continuous spiking
     assert len(result["pulse_train"]) == 7  # one spike per pulse
     assert 2.0 < result["rheobase"] < 2.5
+
+
+def test_networks_script(tmp_path):
+    result = load("networks").main(["--out", str(tmp_path), "--steps", "25"])
+    for name in ("stp_depression", "ei_network", "weight_fit"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    dep = result["depression"]
+    assert dep["max_ratio_error"] < 0.01  # conductance peaks follow the recurrence
+    assert all(a > b for a, b in zip(dep["epsp_mV"], dep["epsp_mV"][1:]))  # EPSPs depress
+    rates = result["ei_network"]["rates_hz"]
+    assert rates["E"] > 1.0 and rates["I"] > 1.0
+    fit = result["weight_fit"]
+    assert min(fit["history"]) < 0.05 * fit["history"][0]
+    np.testing.assert_allclose(fit["model_rates_hz"], fit["target_hz"], rtol=0.1)

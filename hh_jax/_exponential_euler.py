@@ -72,7 +72,13 @@ class ExponentialEuler(diffrax.AbstractSolver):
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         del solver_state, made_jump
-        h = t1 - t0
+        y1 = self.advance(terms, t0, t1 - t0, y0, args)
+        return y1, None, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
+
+    def advance(self, terms, t0, h, y0, args):
+        """One step of length `h` from (t0, y0). A Python float `h` compiles much better
+        than a traced one (XLA folds φ(b·h) for the scalar rates of synapses), which is how
+        fixed-step network runs call it."""
         if self.diagonal is not None:
             f, diag = self.diagonal(t0, y0, args)
         else:
@@ -83,8 +89,7 @@ class ExponentialEuler(diffrax.AbstractSolver):
             for mask in groups:
                 jv = linear(mask)
                 diag = jax.tree_util.tree_map(lambda d, j, m: d + j * m, diag, jv, mask)
-        y1 = jax.tree_util.tree_map(lambda y, fy, b: y + h * _phi1(b * h) * fy, y0, f, diag)
-        return y1, None, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
+        return jax.tree_util.tree_map(lambda y, fy, b: y + h * _phi1(b * h) * fy, y0, f, diag)
 
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)

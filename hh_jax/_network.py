@@ -375,8 +375,8 @@ class Network(eqx.Module):
 
     def derivatives_and_diagonal(self, t, state, stimuli):
         """(d state/dt without the spike-driven terms, the diagonal of its Jacobian), for
-        `hh.ExponentialEuler`: membranes give theirs in closed form where they can, and
-        each synaptic variable's comes from one forward-mode derivative."""
+        `hh.ExponentialEuler`: membranes and synapses give theirs in closed form where they
+        can (a scalar where every neuron shares it), forward mode otherwise."""
         pops = state["populations"]
         sums = self._sums(state["projections"])
         currents = self._current_fns(t, state, stimuli, sums)
@@ -384,20 +384,21 @@ class Network(eqx.Module):
         for name, pop in self.populations.items():
             d_pops[name], b_pops[name] = pop.membrane.derivatives_and_diagonal(pops[name], currents[name])
         zeros = {name: jnp.zeros_like(y[0]) for name, y in pops.items()}
-
-        def proj_derivs(projs):
-            s = {"populations": pops, "projections": projs}
-            return self._projection_derivatives(s, self._sums(projs), zeros, zeros, False)
-
         projs = state["projections"]
-        d_projs = proj_derivs(projs)
-        b_projs = {name: {} for name in projs}
-        for name, st in projs.items():
-            for var in st:
-                tangent = jax.tree_util.tree_map(jnp.zeros_like, projs)
-                tangent[name][var] = jnp.ones_like(st[var])
-                _, jv = jax.jvp(proj_derivs, (projs,), (tangent,))
-                b_projs[name][var] = jv[name][var]
+        d_projs = self._projection_derivatives(state, sums, zeros, zeros, False)
+        b_projs = {}
+        for name, proj in self.projections.items():
+            st = projs[name]
+            efficacy = st["q"] if proj.stp is not None else 1.0
+            syn_state = {k: st[k] for k in proj.synapse.pre_states + proj.synapse.post_states}
+            b = dict(proj.synapse.diagonal(syn_state, pops[proj.pre][0], efficacy))
+            if proj.stp is not None:
+                b.update(proj.stp.relaxation_diagonal())
+            if proj.plastic:
+                b.update(a_pre=-1.0 / jnp.asarray(proj.stdp.tau_plus),
+                         a_post=-1.0 / jnp.asarray(proj.stdp.tau_minus), w=jnp.zeros(()))
+            # Broadcast to each variable's shape lazily: scalars stay scalars (one φ each).
+            b_projs[name] = {k: jnp.asarray(b[k], st[k].dtype) for k in st}
         return ({"populations": d_pops, "projections": d_projs},
                 {"populations": b_pops, "projections": b_projs})
 

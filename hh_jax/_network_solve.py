@@ -75,6 +75,7 @@ class _NetStatic(eqx.Module):
     names: tuple[str, ...]
     max_spikes: int
     fixed: tuple[int, int, int, int] | None  # steps before the first save, stride, saves, after
+    dt: float | None  # the fixed step (ms), static: XLA compiles a constant step far better
     max_active: int
 
 
@@ -132,6 +133,7 @@ def simulate_network(
         solver=solver,
         adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
         max_steps=max_steps, names=names, max_spikes=max_spikes, fixed=fixed,
+        dt=None if dt is None else float(concrete_array(dt)),
         max_active=max_active if isinstance(max_active, int) else 1,
     )
     arrays = dict(
@@ -213,19 +215,23 @@ def _record(net, y, names):
 
 def _clocked(net, stimuli, y0, arrays, tables, static):
     n_before, stride, n_saves, n_after = static.fixed
-    t0, dt = arrays["t0"], arrays["dt"]
+    t0, dt = arrays["t0"], static.dt
     solver = static.solver
     term = diffrax.ODETerm(lambda t, y, args: args[0].derivatives(t, y, args[1], pulses=False))
     solver_state = solver.init(term, t0, t0 + dt, y0, (net, stimuli))
-    spikes0 = {name: (jnp.full((pop.size, static.max_spikes), jnp.nan, dt.dtype),
+    dtype = arrays["t0"].dtype
+    spikes0 = {name: (jnp.full((pop.size, static.max_spikes), jnp.nan, dtype),
                       jnp.zeros((pop.size,), jnp.int32))
                for name, pop in net.populations.items()}
-    thetas = {name: jnp.asarray(pop.theta(), dt.dtype) for name, pop in net.populations.items()}
+    thetas = {name: jnp.asarray(pop.theta(), dtype) for name, pop in net.populations.items()}
 
     def one_step(carry, _):
         i, y, sstate, spikes = carry
         t = t0 + i * dt
-        y_new, _, _, sstate, _ = solver.step(term, t, t + dt, y, (net, stimuli), sstate, True)
+        if isinstance(solver, ExponentialEuler):
+            y_new = solver.advance(term, t, dt, y, (net, stimuli))
+        else:
+            y_new, _, _, sstate, _ = solver.step(term, t, t + dt, y, (net, stimuli), sstate, True)
         y_new = net.jumps(y, y_new, tables, static.max_active)
         new_spikes = {}
         for name in net.populations:

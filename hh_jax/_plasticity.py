@@ -95,6 +95,13 @@ class TsodyksMarkram(eqx.Module):
             d["u"] = -state["u"] / self.tau_facil
         return d
 
+    def relaxation_diagonal(self):
+        """∂(relaxation)/∂state: scalars."""
+        d = {"x": -1.0 / jnp.asarray(self.tau_rec), "q": jnp.zeros(())}
+        if self.tau_facil is not None:
+            d["u"] = -1.0 / jnp.asarray(self.tau_facil)
+        return d
+
     def jump(self, state, ds_up, ds_down):
         """(state, released amount) after pulses with integrals ds_up, ds_down."""
         x, q = state["x"], state["q"]

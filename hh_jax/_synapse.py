@@ -34,6 +34,7 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ._rates import safe_exp
@@ -72,6 +73,18 @@ class AbstractSynapse(eqx.Module):
         """The state after a release of Σ w ΔR per postsynaptic neuron (fixed-step runs)."""
         return state
 
+    def diagonal(self, state: dict, V_pre, efficacy) -> dict:
+        """∂(d s/dt)/∂s for each state variable s, without release (for exponential Euler).
+        By default by forward mode, one variable at a time; subclasses give closed forms
+        (scalars where the rate is the same for every neuron)."""
+        out = {}
+        for var in state:
+            def f(x, var=var):
+                zero = jnp.zeros_like(next(iter(state.values())))
+                return self.derivatives({**state, var: x}, V_pre, zero, efficacy)[var]
+            out[var] = jax.jvp(f, (state[var],), (jnp.ones_like(state[var]),))[1]
+        return out
+
     def block(self, V_post) -> Float[ArrayLike, " n_post"]:
         """The voltage-dependent fraction of unblocked channels: 1 (no block)."""
         return 1.0
@@ -109,6 +122,9 @@ class ExpSynapse(AbstractSynapse):
 
     def jump(self, state, release_sum):
         return {"g": state["g"] + release_sum}
+
+    def diagonal(self, state, V_pre, efficacy):
+        return {"g": -1.0 / jnp.asarray(self.tau)}
 
 
 class KineticSynapse(AbstractSynapse):
@@ -157,6 +173,9 @@ class KineticSynapse(AbstractSynapse):
 
     def conductance(self, state, weighted_sum):
         return weighted_sum(state["r"])
+
+    def diagonal(self, state, V_pre, efficacy):
+        return {"r": -(self.alpha * self.transmitter(V_pre, efficacy) + self.beta)}
 
     def block(self, V_post):
         if self.mg is None:

@@ -90,7 +90,7 @@ def test_stp_on_kinetic_ampa_synapse_follows_recurrence(case):
             assert np.max(np.abs(ratio - 1.0)) < 0.05, ratio
 
 
-@pytest.mark.parametrize("gap", [-50.0, -20.0, -10.0, -5.0, -2.0, 2.0, 5.0, 10.0, 20.0, 50.0])
+@pytest.mark.parametrize("gap", [-50.0, -20.0, -10.0, -5.0, -2.0, -1.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0])
 def test_stdp_single_pair_follows_exponential_window(gap):
     rule = hh.STDP(A_plus=0.01, A_minus=0.012, tau_plus=16.8, tau_minus=33.7)
     net = _pair(hh.ExpSynapse(tau=5.0, E=0.0), weight=0.05, stdp=rule)

@@ -14,6 +14,7 @@ from jaxtyping import Array, Bool, Float, Int
 from ._analysis import _spike_times_padded
 from ._exponential_euler import ExponentialEuler
 from ._network import Network, out_edge_table
+from ._solve import SolverError, Spikes
 from ._stimulus import AbstractStimulus, NoStimulus
 from ._validation import check_finite, concrete_array, is_array, is_concrete
 
@@ -60,12 +61,6 @@ class NetworkTrace(eqx.Module):
         if name not in self.values:
             raise KeyError(f"NetworkTrace: {name!r} was not saved; saved: {sorted(self.values)}.")
         return self.values[name]
-
-
-def _spikes_type():
-    from ._solve import Spikes
-
-    return Spikes
 
 
 class _NetStatic(eqx.Module):
@@ -147,12 +142,9 @@ def simulate_network(
     if throw:
         if is_concrete(success):
             if not bool(success):
-                from ._solve import SolverError
-
                 raise SolverError(_FAILURES[int(cause)])
         else:
             values = eqx.branched_error_if(values, ~success, cause, _FAILURES)
-    Spikes = _spikes_type()
     spikes = {k: Spikes(times=v[0], counts=v[1], success=success) for k, v in spikes.items()}
     return NetworkTrace(t=arrays["ts"], values=values, spikes=spikes, final=final,
                         num_steps=num_steps, success=success)

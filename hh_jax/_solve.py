@@ -178,6 +178,14 @@ def simulate(
     if isinstance(membrane, Network):
         from ._network_solve import simulate_network
 
+        ignored = [name for name, value, default in (
+            ("chunk_size", chunk_size, None), ("devices", devices, None), ("steps", steps, "shared"),
+        ) if value != default]
+        if ignored:
+            raise ValueError(
+                f"hh.simulate: {ignored} apply to batches of single neurons, not to a network; "
+                "batch networks with jax.vmap."
+            )
         return simulate_network(
             membrane, stimulus, t1=t1, ts=ts, t0=t0, v0=v0, init=init, solver=solver,
             rtol=rtol, atol=atol, dt0=dt0, dtmax=dtmax, max_steps=max_steps,

@@ -258,6 +258,22 @@ def test_fixed_steps_converge_to_the_adaptive_solution():
     assert errors[1] < 0.6 * errors[0] and errors[1] < 0.3  # first order: halves with dt
 
 
+@pytest.mark.parametrize("dt", [None, 0.025])
+def test_float32_network_runs_in_float32_and_agrees(dt):
+    params = STP_CASES["depressing"]
+    ts = jnp.arange(0.0, 220.0, 0.025)
+    with jax.enable_x64(False):
+        net = _pair(hh.ExpSynapse(tau=5.0, E=0.0), stp=hh.TsodyksMarkram(**params))
+        tr = hh.simulate(net, {"pre": _train_20hz(4)}, t1=220.0, ts=ts, save=("syn.g",), dt=dt)
+        assert tr["syn.g"].dtype == jnp.float32
+        spikes = np.asarray(tr.spikes["pre"].times[0], np.float64)
+    spikes = spikes[np.isfinite(spikes)]
+    assert spikes.size == 4
+    peaks = _peaks(np.asarray(tr.t, np.float64), np.asarray(tr["syn.g"][0], np.float64), spikes)
+    expected = tm_recurrence(spikes, **params)
+    np.testing.assert_allclose(peaks / peaks[0], expected / expected[0], rtol=0.01)
+
+
 def test_cobahh_preset_matches_the_published_network():
     net, init = hh.presets.cobahh(n=1000, seed=1)
     exc, inh = net.projections["exc"], net.projections["inh"]
@@ -304,3 +320,7 @@ def test_bad_network_input_raises_value_errors():
         hh.simulate(net, None, t1=10.0, save=("A.Q",))
     with pytest.raises(ValueError, match="whole number of steps"):
         hh.simulate(net, None, t1=10.05, dt=0.1)
+    with pytest.raises(ValueError, match="chunk_size"):
+        hh.simulate(net, None, t1=10.0, chunk_size=10)
+    with pytest.raises(TypeError, match="dict"):
+        hh.simulate(net, hh.Step(start=0.0, amplitude=1.0), t1=10.0)

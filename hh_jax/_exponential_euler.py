@@ -25,15 +25,15 @@ def _phi1(z):
 
 
 def _row_groups(y):
-    """One tangent group per leading row of every leaf: exact for any model that is
-    elementwise over the trailing (neuron) axes."""
+    """One tangent group per leading row of every leaf (per entry of a 1-D leaf): exact for
+    any model whose state rows are variables and whose trailing axes are neurons."""
     leaves, treedef = jax.tree_util.tree_flatten(y)
     groups = []
     for i, leaf in enumerate(leaves):
-        rows = leaf.shape[0] if leaf.ndim > 1 else 1
+        rows = leaf.shape[0] if leaf.ndim >= 1 else 1
         for r in range(rows):
             mask = [jnp.zeros_like(x) for x in leaves]
-            mask[i] = jnp.zeros_like(leaf).at[r].set(1.0) if leaf.ndim > 1 else jnp.ones_like(leaf)
+            mask[i] = jnp.zeros_like(leaf).at[r].set(1.0) if leaf.ndim >= 1 else jnp.ones_like(leaf)
             groups.append(jax.tree_util.tree_unflatten(treedef, mask))
     return groups
 

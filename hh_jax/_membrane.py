@@ -183,13 +183,18 @@ class AbstractChannelMembrane(AbstractMembrane):
             total = total + ch.current(V, gates)
         return total
 
+    def channel_gates(self, gate_rows):
+        """Pair each channel with its gates, taken in order from the rows `gate_rows`."""
+        pairs, row = [], 0
+        for ch in self.channels():
+            pairs.append((ch, tuple(gate_rows[row + i] for i in range(len(ch.gates)))))
+            row += len(ch.gates)
+        return pairs
+
     def derivatives(self, y, current):
         V = y[0]
-        row, dgates, total = 1, [], 0.0
-        for ch in self.channels():
-            k = len(ch.gates)
-            gates = tuple(y[row + i] for i in range(k))
-            row += k
+        dgates, total = [], 0.0
+        for ch, gates in self.channel_gates(y[1:]):
             total = total + ch.current(V, gates)
             dgates.extend(ch.gate_derivatives(V, gates))
         dV = (current - total) / self.Cm
@@ -200,11 +205,8 @@ class AbstractChannelMembrane(AbstractMembrane):
         V = y[0]
         one = jnp.ones_like(V)
         current, dcurrent = jax.jvp(current_of_V, (V,), (one,))
-        row, dgates, bgates, total, dtotal = 1, [], [], 0.0, 0.0
-        for ch in self.channels():
-            k = len(ch.gates)
-            gates = tuple(y[row + i] for i in range(k))
-            row += k
+        dgates, bgates, total, dtotal = [], [], 0.0, 0.0
+        for ch, gates in self.channel_gates(y[1:]):
             i_ch, di_ch = jax.jvp(lambda v: ch.current(v, gates), (V,), (one,))
             total, dtotal = total + i_ch, dtotal + di_ch
             d, b = ch.gate_derivatives_and_diagonal(V, gates)
@@ -236,12 +238,8 @@ def _check_parameters(membrane, conductances, positive):
 
 def _rest_by_newton(membrane, guess, iterations=40):
     def net(V):
-        ss = membrane.steady_state(V)
-        row, groups = 0, []
-        for ch in membrane.channels():
-            groups.append(tuple(ss[row + i] for i in range(len(ch.gates))))
-            row += len(ch.gates)
-        return membrane.total_current(V, groups)
+        pairs = membrane.channel_gates(membrane.steady_state(V))
+        return membrane.total_current(V, [gates for _, gates in pairs])
 
     V = jnp.broadcast_to(jnp.asarray(guess, jnp.result_type(float)), membrane.batch_shape)
 

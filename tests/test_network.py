@@ -324,3 +324,49 @@ def test_bad_network_input_raises_value_errors():
         hh.simulate(net, None, t1=10.0, chunk_size=10)
     with pytest.raises(TypeError, match="dict"):
         hh.simulate(net, hh.Step(start=0.0, amplitude=1.0), t1=10.0)
+
+
+# --------------------------------------------------------------------------- closed forms
+
+
+def test_closed_form_jacobian_diagonals_match_forward_mode():
+    """The exponential-Euler diagonals given in closed form (membranes, channels, synapses)
+    equal the generic forward-mode ones of the base classes."""
+    y = hh.presets.pospischil().initial_state(jnp.linspace(-80.0, 20.0, 7))
+    y = y.at[1:].set(jnp.linspace(0.1, 0.9, 7))
+    m = hh.presets.pospischil()
+    current = lambda V: 0.3 * (0.0 - V)  # noqa: E731  (a synaptic-like, V-dependent current)
+    f_closed, b_closed = m.derivatives_and_diagonal(y, current)
+    f_generic, b_generic = hh.AbstractMembrane.derivatives_and_diagonal(m, y, current)
+    np.testing.assert_allclose(f_closed, f_generic, rtol=1e-12)
+    np.testing.assert_allclose(b_closed, b_generic, rtol=1e-10, atol=1e-12)
+    ch = hh.HHSodium(g=120.0, E=50.0)
+    gates = (y[1], y[2])
+    np.testing.assert_allclose(ch.gate_derivatives_and_diagonal(y[0], gates)[1],
+                               hh.AbstractChannel.gate_derivatives_and_diagonal(ch, y[0], gates)[1], rtol=1e-12)
+    for syn in (hh.AMPA(), hh.ExpSynapse(tau=7.0)):
+        state = {k: jnp.linspace(0.0, 0.5, 7) for k in syn.pre_states + syn.post_states}
+        closed = syn.diagonal(state, y[0], 0.8)
+        generic = hh.AbstractSynapse.diagonal(syn, state, y[0], 0.8)
+        for k in state:
+            np.testing.assert_allclose(jnp.broadcast_to(closed[k], (7,)), generic[k], rtol=1e-12)
+
+
+def test_exponential_euler_solves_a_single_neuron_with_diffrax():
+    import diffrax
+
+    p = hh.presets.neuron()
+    s = hh.Step(start=1.0, stop=41.0, amplitude=9.0)
+    ref = hh.simulate(p, s, t1=50.0, ts=jnp.linspace(0.0, 50.0, 2001), rtol=1e-10, atol=1e-10)
+    t_ref = np.asarray(hh.spike_times(ref.t, ref.V))
+    errors = []
+    for dt in (0.01, 0.005):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(hh.vector_field), hh.ExponentialEuler(), t0=0.0, t1=50.0, dt0=dt,
+            y0=p.initial_state(), args=(p, s), saveat=diffrax.SaveAt(ts=jnp.linspace(0.0, 50.0, 2001)),
+            max_steps=20_000,
+        )
+        got = np.asarray(hh.spike_times(sol.ts, sol.ys[:, 0]))
+        assert got.shape == t_ref.shape
+        errors.append(np.max(np.abs(got - t_ref)))
+    assert errors[1] < 0.6 * errors[0] and errors[1] < 0.1  # first order, converging

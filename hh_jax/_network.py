@@ -63,6 +63,8 @@ class Population(eqx.Module):
             )
         if self.threshold is not None:
             check_finite("threshold", self.threshold, owner)
+            if np.shape(self.threshold) not in ((), (self.size,)):
+                raise ValueError(f"{owner}: `threshold` must be a scalar or have length size={self.size}, got shape {np.shape(self.threshold)}.")
         check_positive("sharpness", self.sharpness, owner, "mV")
 
     def theta(self):
@@ -125,7 +127,7 @@ class Projection(eqx.Module):
         else:
             if not (isinstance(edges, (tuple, list)) and len(edges) == 2):
                 raise ValueError(f"{owner}: `edges` must be a pair (pre_index, post_index) of integer arrays.")
-            pre_index, post_index = (jnp.asarray(e) for e in edges)
+            pre_index, post_index = (jnp.asarray(e) if np.size(e) else jnp.zeros((0,), jnp.int32) for e in edges)
             for name, idx in (("pre_index", pre_index), ("post_index", post_index)):
                 if idx.ndim != 1 or not jnp.issubdtype(idx.dtype, jnp.integer):
                     raise ValueError(f"{owner}: `edges` {name} must be a 1-D integer array, got {idx.dtype} of shape {idx.shape}.")
@@ -153,9 +155,14 @@ class Projection(eqx.Module):
         return self.stdp is not None and self.stdp.enabled
 
     def weights(self, state) -> Array:
-        """The current weights: the STDP state (within its bounds) if plastic, else the
-        `weight` field."""
-        return self.stdp.clip(state["w"]) if self.plastic else self.weight
+        """The current weights: the STDP state (within its bounds, and zero where a dense
+        matrix has no connection) if plastic, else the `weight` field."""
+        return self.clip_weights(state["w"]) if self.plastic else self.weight
+
+    def clip_weights(self, w):
+        """Plastic weights within the STDP bounds; absent connections of a dense matrix stay 0."""
+        w = self.stdp.clip(w)
+        return w * (self.weight != 0) if self.dense else w
 
     def weighted_sum(self, w, n_post):
         """x ↦ Σ_connections w x per postsynaptic neuron, for per-presynaptic x."""
@@ -282,6 +289,8 @@ class Network(eqx.Module):
             if owner in pops:
                 row = self.populations[owner].membrane.state_names.index(var)
                 y = pops[owner]
+                if jnp.shape(value) not in ((), y.shape[1:]):
+                    raise ValueError(f"hh.simulate: `init[{key!r}]` must be a scalar or have shape {y.shape[1:]}, got {jnp.shape(value)}.")
                 pops[owner] = y.at[row].set(jnp.broadcast_to(jnp.asarray(value, dtype), y.shape[1:]))
             else:
                 old = projs[owner][var]
@@ -402,7 +411,7 @@ class Network(eqx.Module):
         return ({"populations": d_pops, "projections": d_projs},
                 {"populations": b_pops, "projections": b_projs})
 
-    def jumps(self, old, new, tables=None, max_active=None):
+    def jumps(self, old, new, tables=None, max_active=128):
         """Apply the spike-driven terms for one fixed step, from the potentials in `old` to
         those in `new`: each detector's rise (fall) over the step is a pulse integral, and
         release, STP, conductance and STDP updates are their exact jump forms."""
@@ -469,18 +478,21 @@ def _stdp_jump(proj, st, ds_pre, ds_post):
     else:
         i, j = proj.pre_index, proj.post_index
         dw = rule.A_plus * a_pre_mid[i] * ds_post[j] - rule.A_minus * ds_pre[i] * a_post_mid[j]
-    return {"w": rule.clip(st["w"] + dw), "a_pre": st["a_pre"] + ds_pre, "a_post": st["a_post"] + ds_post}
+    return {"w": proj.clip_weights(st["w"] + dw), "a_pre": st["a_pre"] + ds_pre, "a_post": st["a_post"] + ds_post}
 
 
 def out_edge_table(pre_index, n_pre) -> np.ndarray:
     """For an edge list: a (n_pre, max out-degree) table of each presynaptic neuron's edge
     numbers, padded with E (one past the last edge). Built once, eagerly, from concrete
-    indices, so a step only touches the edges of neurons that spiked."""
+    indices, so a step only touches the edges of neurons that spiked. None when the
+    out-degrees are so uneven that the table would be much larger than the edge list."""
     pre = np.asarray(pre_index)
     n_edges = pre.shape[0]
     order = np.argsort(pre, kind="stable")
     counts = np.bincount(pre, minlength=n_pre)
     width = max(int(counts.max()) if n_edges else 0, 1)
+    if n_pre * width > 8 * n_edges + n_pre:
+        return None  # a few hubs would make the padded table huge: sum over the edges instead
     table = np.full((n_pre, width), n_edges, dtype=np.int32)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     slot = np.arange(n_edges) - np.repeat(starts, counts)

@@ -113,9 +113,8 @@ class TsodyksMarkram(eqx.Module):
             new["u"] = -jnp.expm1(log_free - lam * ds_up)
         else:
             kappa = lam
-        x_new = x * jnp.exp(-kappa * ds_up)
-        released = x - x_new
-        new["x"] = x_new
+        released = -x * jnp.expm1(-kappa * ds_up)  # x (1 − e^(−κ ds)), exact for small ds
+        new["x"] = x - released
         new["q"] = (q + released) * jnp.exp(-_Q_CLEAR * ds_down)
         return new, released
 
@@ -157,8 +156,13 @@ class STDP(eqx.Module):
             check_nonnegative(name, getattr(self, name), owner, "(mS/cm²)")
         check_positive("tau_plus", self.tau_plus, owner, "ms")
         check_positive("tau_minus", self.tau_minus, owner, "ms")
-        if self.w_max is not None and not self.w_max > self.w_min:
-            raise ValueError(f"{owner}: `w_max` must exceed `w_min`, got {self.w_max} <= {self.w_min}.")
+        check_finite("w_min", self.w_min, owner)
+        check_nonnegative("w_min", self.w_min, owner, "mS/cm² (weights are conductances)")
+        if self.w_max is not None:
+            check_finite("w_max", self.w_max, owner)
+            lo, hi = concrete_array(self.w_min), concrete_array(self.w_max)
+            if lo is not None and hi is not None and not np.all(hi > lo):
+                raise ValueError(f"{owner}: `w_max` must exceed `w_min`, got {self.w_max} <= {self.w_min}.")
 
     def clip_rate(self, w, dw):
         """dw/dt with the bounds enforced: zero where it would push w past a bound."""

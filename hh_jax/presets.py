@@ -121,6 +121,11 @@ def cobahh(n: int = 4000, p: float = 0.02, seed: int = 0, excitatory_fraction: f
         raise ValueError(f"hh.presets.cobahh: `n` must be an integer > 1, got {n!r}.")
     if not 0 < p <= 1:
         raise ValueError(f"hh.presets.cobahh: `p` must lie in (0, 1], got {p}.")
+    if not 0 < round(excitatory_fraction * n) < n:
+        raise ValueError(
+            f"hh.presets.cobahh: `excitatory_fraction` must leave both populations non-empty, "
+            f"got {excitatory_fraction} of {n} neurons."
+        )
     rng = np.random.default_rng(seed)
     n_exc = int(round(excitatory_fraction * n))
     membrane = ChannelMembrane(

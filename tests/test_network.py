@@ -261,8 +261,8 @@ def test_fixed_steps_converge_to_the_adaptive_solution():
 @pytest.mark.parametrize("dt", [None, 0.025])
 def test_float32_network_runs_in_float32_and_agrees(dt):
     params = STP_CASES["depressing"]
-    ts = jnp.arange(0.0, 220.0, 0.025)
     with jax.enable_x64(False):
+        ts = jnp.arange(0.0, 220.0, 0.025)  # float32 times: off the exact step grid by rounding
         net = _pair(hh.ExpSynapse(tau=5.0, E=0.0), stp=hh.TsodyksMarkram(**params))
         tr = hh.simulate(net, {"pre": _train_20hz(4)}, t1=220.0, ts=ts, save=("syn.g",), dt=dt)
         assert tr["syn.g"].dtype == jnp.float32
@@ -370,3 +370,45 @@ def test_exponential_euler_solves_a_single_neuron_with_diffrax():
         assert got.shape == t_ref.shape
         errors.append(np.max(np.abs(got - t_ref)))
     assert errors[1] < 0.6 * errors[0] and errors[1] < 0.1  # first order, converging
+
+
+def test_dense_stdp_keeps_absent_connections_absent_and_traces_under_vmap():
+    rule = hh.STDP(A_plus=0.01, A_minus=0.012, w_min=0.02, w_max=0.2)
+    pop = hh.Population(hh.presets.neuron(), 2)
+    W = jnp.array([[0.0, 0.1], [0.0, 0.0]])
+    net = hh.Network({"A": pop}, {"p": hh.Projection("A", "A", hh.ExpSynapse(), weight=W, stdp=rule)})
+    state = net.initial_state()
+    np.testing.assert_array_equal(net.read(state, "p.w"), [[0.0, 0.1], [0.0, 0.0]])
+    tr = hh.simulate(net, {"A": hh.Pulse(start=2.0, stop=2.5, amplitude=jnp.array([40.0, 0.0]))}, t1=20.0,
+                     save=("p.w",), dt=0.025)
+    final = np.asarray(tr.final["projections"]["p"]["w"])
+    assert final[0, 0] == final[1, 0] == final[1, 1] == 0.0 and 0.02 <= final[0, 1] <= 0.2
+    rules = jax.vmap(lambda hi: hh.STDP(A_plus=0.01, A_minus=0.01, w_max=hi))(jnp.array([0.5, 1.0]))
+    assert rules.w_max.shape == (2,)
+    with pytest.raises(ValueError, match="w_min"):
+        hh.STDP(A_plus=0.01, A_minus=0.01, w_min=-1.0)
+
+
+def test_edge_table_falls_back_for_hubs_and_agrees_otherwise():
+    from hh_jax._network import out_edge_table
+
+    pre = np.r_[np.zeros(1000, int), np.arange(1, 1000)]  # one hub, 999 single edges
+    assert out_edge_table(pre, 1000) is None
+    table = out_edge_table(np.array([2, 0, 2, 1, 2]), 4)
+    assert table.shape == (4, 3)
+    assert sorted(table[2].tolist()) == [0, 2, 4] and table[3].tolist() == [5, 5, 5]
+
+
+def test_more_bad_network_input():
+    pop = hh.Population(hh.presets.neuron(), 3)
+    net = hh.Network({"A": pop})
+    with pytest.raises(ValueError, match="init"):
+        hh.simulate(net, None, t1=5.0, init={"A.V": np.zeros(4)})
+    with pytest.raises(ValueError, match="threshold"):
+        hh.Population(hh.presets.neuron(), 3, threshold=np.zeros(2))
+    with pytest.raises(ValueError, match="max_spikes"):
+        hh.simulate(net, None, t1=5.0, max_spikes=True)
+    with pytest.raises(ValueError, match="excitatory_fraction"):
+        hh.presets.cobahh(n=100, excitatory_fraction=1.0)
+    empty = hh.Projection("A", "A", hh.ExpSynapse(), weight=0.1, edges=([], []))
+    assert empty.pre_index.shape == (0,)

@@ -36,7 +36,7 @@ def test_protocols_script(tmp_path):
 
 
 def test_networks_script(tmp_path):
-    result = load("networks").main(["--out", str(tmp_path), "--steps", "25"])
+    result = load("networks").main(["--out", str(tmp_path)])
     for name in ("stp_depression", "ei_network", "weight_fit"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
     dep = result["depression"]

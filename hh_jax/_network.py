@@ -452,32 +452,28 @@ def _projection_variables(proj):
     return names
 
 
+def _pairing(proj, a_pre, r_post, r_pre, a_post):
+    """A+ a_pre[i] r_post[j] − A− r_pre[i] a_post[j] for every connection i → j (existing
+    connections only, for a dense matrix): the STDP rate, or its jump with step integrals."""
+    rule = proj.stdp
+    if proj.dense:
+        dw = rule.A_plus * a_pre[:, None] * r_post[None, :] - rule.A_minus * r_pre[:, None] * a_post[None, :]
+        return dw * (proj.weight != 0)
+    i, j = proj.pre_index, proj.post_index
+    return rule.A_plus * a_pre[i] * r_post[j] - rule.A_minus * r_pre[i] * a_post[j]
+
+
 def _stdp_derivatives(proj, st, r_pre, r_post):
     rule = proj.stdp
-    d = {"a_pre": -st["a_pre"] / rule.tau_plus + r_pre,
-         "a_post": -st["a_post"] / rule.tau_minus + r_post}
-    if proj.dense:
-        dw = (rule.A_plus * st["a_pre"][:, None] * r_post[None, :]
-              - rule.A_minus * r_pre[:, None] * st["a_post"][None, :])
-        dw = dw * (proj.weight != 0)  # plasticity acts on existing connections only
-    else:
-        i, j = proj.pre_index, proj.post_index
-        dw = rule.A_plus * st["a_pre"][i] * r_post[j] - rule.A_minus * r_pre[i] * st["a_post"][j]
-    d["w"] = rule.clip_rate(st["w"], dw)
-    return d
+    dw = _pairing(proj, st["a_pre"], r_post, r_pre, st["a_post"])
+    return {"a_pre": -st["a_pre"] / rule.tau_plus + r_pre,
+            "a_post": -st["a_post"] / rule.tau_minus + r_post,
+            "w": rule.clip_rate(st["w"], dw)}
 
 
 def _stdp_jump(proj, st, ds_pre, ds_post):
     # The bilinear terms integrated exactly over the step: traces at their midpoints.
-    rule = proj.stdp
-    a_pre_mid = st["a_pre"] + ds_pre / 2.0
-    a_post_mid = st["a_post"] + ds_post / 2.0
-    if proj.dense:
-        dw = (rule.A_plus * a_pre_mid[:, None] * ds_post[None, :]
-              - rule.A_minus * ds_pre[:, None] * a_post_mid[None, :]) * (proj.weight != 0)
-    else:
-        i, j = proj.pre_index, proj.post_index
-        dw = rule.A_plus * a_pre_mid[i] * ds_post[j] - rule.A_minus * ds_pre[i] * a_post_mid[j]
+    dw = _pairing(proj, st["a_pre"] + ds_pre / 2.0, ds_post, ds_pre, st["a_post"] + ds_post / 2.0)
     return {"w": proj.clip_weights(st["w"] + dw), "a_pre": st["a_pre"] + ds_pre, "a_post": st["a_post"] + ds_post}
 
 

@@ -14,9 +14,9 @@ from jaxtyping import Array, Bool, Float, Int
 from ._analysis import _spike_times_padded
 from ._exponential_euler import ExponentialEuler
 from ._network import Network, out_edge_table
-from ._solve import SolverError, Spikes
+from ._solve import SolverError, Spikes, _check_options, _float_dtype, _is_inexact, _save_times
 from ._stimulus import AbstractStimulus, NoStimulus
-from ._validation import check_finite, concrete_array, is_array, is_concrete
+from ._validation import check_finite, concrete_array, is_concrete
 
 _FAILURES = (
     "hh.simulate: the solver hit its step limit (max_steps) before reaching t1. Increase "
@@ -83,10 +83,7 @@ def simulate_network(
     if isinstance(max_spikes, (bool, np.bool_)) or not (isinstance(max_spikes, (int, np.integer)) and max_spikes > 0):
         raise ValueError(f"{owner}: `max_spikes` must be a positive integer, got {max_spikes!r}.")
     max_spikes = int(max_spikes)
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        c = concrete_array(value)
-        if c is not None and not (np.all(np.isfinite(c)) and np.all(c > 0)):
-            raise ValueError(f"{owner}: `{name}` must be a positive number, got {value}.")
+    _check_options(rtol, atol, max_steps, dt0)
     t0_c, t1_c = concrete_array(t0), concrete_array(t1)
     if t0_c is None or t1_c is None:
         raise ValueError(f"{owner}: for a network `t0` and `t1` must be concrete numbers (ms).")
@@ -95,8 +92,8 @@ def simulate_network(
     if not t1_c > t0_c:
         raise ValueError(f"{owner}: `t1` must be after `t0`, got t0={t0}, t1={t1} (ms).")
     names = _save_names(net, save)
-    dtype = _dtype(net, stimuli, v0, init)
-    cast = lambda x: jnp.asarray(x, dtype) if _inexact(x) else x  # noqa: E731
+    dtype = _float_dtype(net, stimuli, v0, init)
+    cast = lambda x: jnp.asarray(x, dtype) if _is_inexact(x) else x  # noqa: E731
     net = jax.tree_util.tree_map(cast, net)
     stimuli = jax.tree_util.tree_map(cast, stimuli)
     y0 = net.initial_state(v0, init, dtype)
@@ -116,16 +113,7 @@ def simulate_network(
         if solver is None or (isinstance(solver, ExponentialEuler) and solver.groups is None and solver.diagonal is None):
             solver = ExponentialEuler(diagonal=_network_diagonal)  # the network knows its diagonal
     else:
-        if ts is None:
-            n = int(round((float(t1_c) - float(t0_c)) / 0.025)) + 1
-            ts = np.linspace(float(t0_c), float(t1_c), n)
-        ts_c = concrete_array(ts)
-        if ts_c is not None:
-            if ts_c.ndim != 1 or ts_c.size == 0 or np.any(np.diff(ts_c) <= 0):
-                raise ValueError(f"{owner}: `ts` must be a non-empty, strictly increasing 1-D array (ms).")
-            if ts_c[0] < t0_c or ts_c[-1] > t1_c:
-                raise ValueError(f"{owner}: `ts` must lie within [t0, t1] = [{float(t0_c)}, {float(t1_c)}] ms.")
-        ts = jnp.asarray(ts, dtype)
+        ts = _save_times(ts, t0, t1, t0_c, t1_c, dtype)
         solver = diffrax.Tsit5() if solver is None else solver
     static = _NetStatic(
         solver=solver,
@@ -139,7 +127,6 @@ def simulate_network(
         rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype),
         dt0=None if dt0 is None else jnp.asarray(dt0, dtype),
         dtmax=None if dtmax is None else jnp.asarray(dtmax, dtype),
-        dt=None if dt is None else jnp.asarray(dt, dtype),
     )
     values, spikes, final, num_steps, success, cause = _integrate_network(net, stimuli, y0, arrays, tables, static)
     if throw:
@@ -354,15 +341,3 @@ def _save_names(net, save):
     if unknown:
         raise ValueError(f"hh.simulate: `save` names unknown variable(s) {unknown}; variables: {list(names)}.")
     return save
-
-
-def _inexact(x):
-    if isinstance(x, float):
-        return True
-    return is_array(x) and jnp.issubdtype(x.dtype, jnp.inexact)
-
-
-def _dtype(*trees):
-    leaves = [x for x in jax.tree_util.tree_leaves(trees) if _inexact(x)]
-    dtype = jnp.result_type(float, *leaves)
-    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)

@@ -479,7 +479,8 @@ def _solve(membrane, stimulus, v0, batch_shape, arrays, static):
 
 def _check_options(rtol, atol, max_steps, dt0):
     for name, value in (("rtol", rtol), ("atol", atol)):
-        if not (np.isfinite(value) and value > 0):
+        c = concrete_array(value)  # traced tolerances (under jit) are not checked
+        if c is not None and not (np.all(np.isfinite(c)) and np.all(c > 0)):
             raise ValueError(f"hh.simulate: `{name}` must be a positive number, got {value}.")
     if not (isinstance(max_steps, (int, np.integer)) and max_steps > 0):
         raise ValueError(f"hh.simulate: `max_steps` must be a positive integer, got {max_steps!r}.")

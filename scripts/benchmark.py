@@ -289,15 +289,13 @@ def case_cobahh_hh_jax(dtype, seed, repeats, n=4000, t1=1000.0):
     net, init = hh.presets.cobahh(n=n, seed=seed)
 
     def run():
-        sp = hh.simulate(net, None, t1=t1, dt=0.1, init=init, save=(), max_spikes=400).spikes["P"]
-        return jax.block_until_ready(sp)
+        return hh.simulate(net, None, t1=t1, dt=0.1, init=init, save=(), max_spikes=400).spikes["P"]
 
-    first, times = _timed_plain(run, repeats)
-    sp = run()
+    sp, first, wall = _timed(run, repeats)
     times_ms = np.asarray(sp.times)
     trains = [row[np.isfinite(row)] for row in times_ms]
     dropped = int(np.sum(np.asarray(sp.counts) - np.array([len(t) for t in trains])))
-    return dict(first_call_s=first, wall_s=float(np.median(times)), dropped_spike_times=dropped,
+    return dict(first_call_s=first, wall_s=wall, dropped_spike_times=dropped,
                 device=str(jax.devices()[0].device_kind), **_cobahh_stats(trains, n, t1))
 
 
@@ -361,18 +359,6 @@ def case_cobahh_brian2(seed, repeats, target="cython", n=4000, t1=1000.0):
     times = [run() for _ in range(repeats)]
     trains = [np.asarray(v / ms) for v in state["monitor"].spike_trains().values()]
     return dict(first_call_s=first, wall_s=float(np.median(times)), device="CPU", **_cobahh_stats(trains, n, t1))
-
-
-def _timed_plain(fn, repeats):
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return first, times
 
 
 def run_network_case(args) -> None:

@@ -11,18 +11,31 @@ from __future__ import annotations
 
 import pathlib
 import warnings
+import zipfile
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ._stimulus import Sampled, Step
 from ._target import Target
+from ._validation import check_count, check_finite, check_positive
 
 _TIME = {"s": 1e3, "ms": 1.0}
 _VOLTAGE = {"V": 1e3, "mV": 1.0}
 _CURRENT_ABSOLUTE = {"A": 1e6, "mA": 1e3, "uA": 1.0, "µA": 1.0, "nA": 1e-3, "pA": 1e-6}  # → µA
 _CURRENT_DENSITY = ("uA/cm2", "µA/cm²", "uA/cm^2", "µA/cm2")
 _OWNER = "hh.load_trace"
+_MICRO = {"\u03bc": "\u00b5"}  # Greek small mu, as typed, for the micro sign that the tables use
+
+
+def _unit(text):
+    """A unit as written in a file or argument, with Greek μ read as the micro sign µ."""
+    if text is None:
+        return None
+    text = str(text).strip()
+    for greek, micro in _MICRO.items():
+        text = text.replace(greek, micro)
+    return text
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,16 @@ def load_trace(
     path = pathlib.Path(path)
     if not path.exists():
         raise ValueError(f"{_OWNER}: no such file: {path}.")
+    check_finite("junction_mV", junction_mV, _OWNER)
+    if area_cm2 is not None:
+        check_positive("area_cm2", area_cm2, _OWNER, "cm²")
+    check_count("sweep", sweep, _OWNER, minimum=0)
+    if columns is not None and not isinstance(columns, dict):
+        raise ValueError(f"{_OWNER}: `columns` must be a dict such as {{'t': 'time'}}, got {type(columns).__name__}.")
+    if window is not None:
+        if not (isinstance(window, (tuple, list)) and len(window) == 2):
+            raise ValueError(f"{_OWNER}: `window` must be a pair (start, stop) in ms, got {window!r}.")
+        check_finite("window", np.asarray(window, float), _OWNER)
     kind = path.suffix.lower()
     names = {"t": "t", "V": "V", "I": "I", **(columns or {})}
     if kind == ".csv":
@@ -150,9 +173,9 @@ def load_trace(
         t, V, I, units = _read_abf(path, sweep)  # noqa: E741
     else:
         raise ValueError(f"{_OWNER}: unknown file type {path.suffix!r}; expected .csv, .npz, .nwb or .abf.")
-    time_unit = time_unit or units.get("t")
-    voltage_unit = voltage_unit or units.get("V")
-    current_unit = current_unit or units.get("I")
+    time_unit = _unit(time_unit or units.get("t"))
+    voltage_unit = _unit(voltage_unit or units.get("V"))
+    current_unit = _unit(current_unit or units.get("I"))
     rec = _to_units(path, t, V, I, time_unit, voltage_unit, current_unit, area_cm2, junction_mV)
     return rec.window(*window) if window is not None else rec
 
@@ -201,15 +224,21 @@ def _to_units(path, t, V, I, time_unit, voltage_unit, current_unit, area_cm2, ju
 
 
 def _read_csv(path, names):
-    with open(path) as fh:
-        header = fh.readline().strip()
-    cols = [c.strip() for c in header.split(",")]
+    # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of a column name.
     try:
+        with open(path, encoding="utf-8-sig") as fh:
+            header = fh.readline().strip()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": raised below
-            data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+            data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{_OWNER}: {path.name} is not UTF-8 text (byte {err.object[err.start]:#04x} at "
+            f"position {err.start}); save it as UTF-8."
+        ) from None
     except ValueError as err:
         raise ValueError(f"{_OWNER}: {path.name} is not a numeric CSV with one header row ({err}).") from None
+    cols = [c.strip() for c in header.split(",")]
     if data.size == 0:
         raise ValueError(f"{_OWNER}: {path.name} holds an empty trace.")
     if data.shape[1] != len(cols):
@@ -222,14 +251,23 @@ def _read_csv(path, names):
 
 
 def _read_npz(path, names):
-    with np.load(path) as z:
-        keys = list(z.keys())
-        for key in ("t", "V"):
-            if names[key] not in keys:
-                raise ValueError(f"{_OWNER}: {path.name} has no array {names[key]!r} (arrays: {keys}); pass `columns`.")
-        get = lambda key: np.asarray(z[names[key]]) if names[key] in keys else None  # noqa: E731
-        units = {k: str(z[f"{k}_unit"]) for k in ("t", "V", "I") if f"{k}_unit" in keys}
-        return get("t"), get("V"), get("I"), units
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{_OWNER}: {path.name} is not an NPZ archive (not a zip file: truncated, or another format).")
+    try:
+        with np.load(path) as z:
+            keys = list(z.keys())
+            for key in ("t", "V"):
+                if names[key] not in keys:
+                    raise ValueError(f"{_OWNER}: {path.name} has no array {names[key]!r} (arrays: {keys}); pass `columns`.")
+            get = lambda key: np.asarray(z[names[key]]) if names[key] in keys else None  # noqa: E731
+            units = {k: str(z[f"{k}_unit"]) for k in ("t", "V", "I") if f"{k}_unit" in keys}
+            return get("t"), get("V"), get("I"), units
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        raise ValueError(f"{_OWNER}: {path.name} is a damaged NPZ archive ({err}).") from None
+    except ValueError as err:
+        if "pickle" in str(err):  # object arrays: hh_jax never loads pickles from data files
+            raise ValueError(f"{_OWNER}: {path.name} holds Python objects, not numeric arrays.") from None
+        raise
 
 
 def _read_nwb(path, index):

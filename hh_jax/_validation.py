@@ -7,6 +7,9 @@ already been validated eagerly, or runs in a traced context they control).
 
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 import jax
 
@@ -31,30 +34,108 @@ def concrete_array(x):
         return None
 
 
-def check_finite(name: str, x, owner: str) -> None:
+def _numbers(name: str, x, owner: str):
+    """`x` as a NumPy array of numbers (None when traced); refuses strings, objects and bools."""
     value = concrete_array(x)
     if value is None:
-        return
+        return None
     if not np.issubdtype(value.dtype, np.number):
         raise ValueError(f"{owner}: `{name}` must be a number or an array of numbers, got {value.dtype}.")
-    if not np.all(np.isfinite(value)):
+    return value
+
+
+def check_finite(name: str, x, owner: str) -> None:
+    value = _numbers(name, x, owner)
+    if value is not None and not np.all(np.isfinite(value)):
         raise ValueError(f"{owner}: `{name}` must be finite, got {_show(value, ~np.isfinite(value))}.")
 
 
 def check_nonnegative(name: str, x, owner: str, unit: str) -> None:
-    value = concrete_array(x)
+    """`x` >= 0 and finite (NaN is refused: it compares false with everything)."""
+    value = _numbers(name, x, owner)
     if value is None:
         return
-    if np.any(value < 0):
-        raise ValueError(f"{owner}: `{name}` must be >= 0 {unit}, got {_show(value, value < 0)}.")
+    bad = ~(np.isfinite(value) & (value >= 0))
+    if np.any(bad):
+        raise ValueError(f"{owner}: `{name}` must be a finite number >= 0 {unit}, got {_show(value, bad)}.")
 
 
-def check_positive(name: str, x, owner: str, unit: str) -> None:
-    value = concrete_array(x)
+def check_positive(name: str, x, owner: str, unit: str, *, allow_inf: bool = False) -> None:
+    """`x` > 0 and finite (or +inf where `allow_inf`, e.g. a time constant meaning "never")."""
+    value = _numbers(name, x, owner)
     if value is None:
         return
-    if np.any(value <= 0):
-        raise ValueError(f"{owner}: `{name}` must be > 0 {unit}, got {_show(value, value <= 0)}.")
+    ok = (value > 0) & (np.isfinite(value) | (allow_inf & (value == np.inf)))
+    if np.any(~ok):
+        what = "> 0 (inf allowed)" if allow_inf else "a finite number > 0"
+        raise ValueError(f"{owner}: `{name}` must be {what} {unit}, got {_show(value, ~ok)}.")
+
+
+def check_count(name: str, x, owner: str, *, minimum: int = 1) -> int:
+    """A Python or NumPy integer >= `minimum` (not a bool, not a float), as a Python int."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)) or x < minimum:
+        raise ValueError(f"{owner}: `{name}` must be an integer >= {minimum}, got {x!r}.")
+    return int(x)
+
+
+# ----------------------------------------------------------------------- memory
+
+
+MEMORY_BUDGET_ENV = "HH_JAX_MEMORY_BUDGET"
+_SIZE_SUFFIXES = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+                  "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def memory_budget() -> int:
+    """Bytes one request may allocate: the environment variable `HH_JAX_MEMORY_BUDGET`
+    (e.g. "8GB", "500MiB" or plain bytes) if set, else half the smaller of the host's
+    available memory and the default device's memory limit (where JAX reports one): the other
+    half is headroom for XLA's temporaries, which the estimates do not count."""
+    text = os.environ.get(MEMORY_BUDGET_ENV, "").strip()
+    if text:
+        number = text.rstrip("BbKkMmGgTtIi ")
+        suffix = text[len(number):].strip().upper()
+        try:
+            return int(float(number) * _SIZE_SUFFIXES[suffix])
+        except (ValueError, KeyError):
+            raise ValueError(
+                f"{MEMORY_BUDGET_ENV} must be a size such as 8GB, 500MiB or 1e9, got {text!r}."
+            ) from None
+    budget = _host_memory()
+    try:
+        limit = jax.devices()[0].memory_stats().get("bytes_limit")
+    except Exception:  # CPU devices report no memory statistics
+        limit = None
+    return int(min(budget, limit) // 2) if limit else int(budget // 2)
+
+
+def _host_memory() -> float:
+    try:
+        pages = os.sysconf("SC_AVPHYS_PAGES") or os.sysconf("SC_PHYS_PAGES")
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: no limit known
+        return math.inf
+
+
+def check_memory(owner: str, what: str, shape, itemsize: int, remedy: str, copies: int = 1) -> None:
+    """Refuse, before allocating, `copies` arrays of `shape` (`itemsize` bytes per entry) that
+    exceed the memory budget, with a message naming the size and the remedy."""
+    entries = math.prod(int(n) for n in shape)
+    need = entries * int(itemsize) * copies
+    budget = memory_budget()
+    if need > budget:
+        raise ValueError(
+            f"{owner}: {what} needs {_format_bytes(need)} ({' × '.join(f'{int(n):,}' for n in shape)} "
+            f"values{f' × {copies} copies' if copies > 1 else ''}), more than the "
+            f"{_format_bytes(budget)} memory budget; {remedy} (or raise {MEMORY_BUDGET_ENV})."
+        )
+
+
+def _format_bytes(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} bytes"
 
 
 def broadcast_batch_shape(owner: str, named_shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 from ._membrane import AbstractMembrane
 from ._plasticity import STDP, TsodyksMarkram
 from ._synapse import AbstractSynapse
-from ._validation import check_finite, check_nonnegative, check_positive, concrete_array
+from ._validation import check_finite, check_memory, check_nonnegative, check_positive, concrete_array
 
 _SPIKE_FLOOR = 1e-9  # detector increments below this are not deliveries (fixed-step runs)
 
@@ -112,6 +112,9 @@ class Projection(eqx.Module):
             raise TypeError(f"{owner}: `stp` must be an hh.TsodyksMarkram or None, got {type(stp).__name__}.")
         if stdp is not None and not isinstance(stdp, STDP):
             raise TypeError(f"{owner}: `stdp` must be an hh.STDP or None, got {type(stdp).__name__}.")
+        if edges is None and np.ndim(weight) == 2:
+            check_memory(owner, "a dense weight matrix", np.shape(weight), 8,
+                         "pass `edges` (pre_index, post_index) with one weight per edge for sparse connectivity")
         weight = jnp.asarray(weight) if not isinstance(weight, jax.Array) else weight
         if not jnp.issubdtype(weight.dtype, jnp.floating):
             weight = weight.astype(jnp.result_type(float))

@@ -14,9 +14,18 @@ from jaxtyping import Array, Bool, Float, Int
 from ._analysis import _spike_times_padded
 from ._exponential_euler import ExponentialEuler
 from ._network import Network, out_edge_table
-from ._solve import SolverError, Spikes, _check_options, _float_dtype, _is_inexact, _save_times
+from ._solve import (
+    SolverError,
+    Spikes,
+    _check_options,
+    _float_dtype,
+    _is_inexact,
+    _save_times,
+    forward_mode_hint,
+)
 from ._stimulus import AbstractStimulus, NoStimulus
-from ._validation import check_finite, concrete_array, is_concrete
+from ._stimulus.base import guard_times
+from ._validation import check_count, check_finite, check_memory, concrete_array, is_concrete
 
 _FAILURES = (
     "hh.simulate: the solver hit its step limit (max_steps) before reaching t1. Increase "
@@ -80,9 +89,7 @@ def simulate_network(
 ):
     owner = "hh.simulate"
     stimuli = _stimuli(net, stimulus)
-    if isinstance(max_spikes, (bool, np.bool_)) or not (isinstance(max_spikes, (int, np.integer)) and max_spikes > 0):
-        raise ValueError(f"{owner}: `max_spikes` must be a positive integer, got {max_spikes!r}.")
-    max_spikes = int(max_spikes)
+    max_spikes = check_count("max_spikes", max_spikes, owner)
     _check_options(rtol, atol, max_steps, dt0)
     t0_c, t1_c = concrete_array(t0), concrete_array(t1)
     if t0_c is None or t1_c is None:
@@ -118,7 +125,7 @@ def simulate_network(
     static = _NetStatic(
         solver=solver,
         adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
-        max_steps=max_steps, names=names, max_spikes=max_spikes, fixed=fixed,
+        max_steps=int(max_steps), names=names, max_spikes=max_spikes, fixed=fixed,
         dt=None if dt is None else float(concrete_array(dt)),
         max_active=max_active if isinstance(max_active, int) else 1,
     )
@@ -128,7 +135,11 @@ def simulate_network(
         dt0=None if dt0 is None else jnp.asarray(dt0, dtype),
         dtmax=None if dtmax is None else jnp.asarray(dtmax, dtype),
     )
-    values, spikes, final, num_steps, success, cause = _integrate_network(net, stimuli, y0, arrays, tables, static)
+    per_time = sum(int(np.size(net.read(y0, name))) for name in names)
+    check_memory(owner, "the saved variables", (per_time, ts.shape[0]), jnp.dtype(dtype).itemsize,
+                 "save fewer variables (`save`, () for spikes only) or fewer times (`ts`)", copies=2)
+    with forward_mode_hint(owner):
+        values, spikes, final, num_steps, success, cause = _integrate_network(net, stimuli, y0, arrays, tables, static)
     if throw:
         if is_concrete(success):
             if not bool(success):
@@ -284,6 +295,7 @@ def _fixed_grid(t0, t1, dt, ts, dtype):
     if n_steps < 1 or abs(n_steps * dt - (t1 - t0)) > 1e-3 * dt:
         raise ValueError(f"{owner}: with fixed steps, t1 − t0 = {t1 - t0} ms must be a whole number of steps dt = {dt} ms.")
     if ts is None:
+        check_memory(owner, f"saving every step dt={dt} ms", (n_steps + 1,), 8, "pass fewer save times `ts`")
         idx = np.arange(n_steps + 1)
     else:
         ts_c = concrete_array(ts)
@@ -324,7 +336,7 @@ def _stimuli(net, stimulus):
                 f"{owner}: the stimulus of population {name!r} must be one stimulus or have "
                 f"one entry per neuron ({pop.size}), got batch shape {s.batch_shape}."
             )
-        out[name] = s
+        out[name] = guard_times(s, owner)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -17,11 +18,24 @@ from ._analysis import _spike_times_padded
 from ._batch import flatten_batch, run_batched
 from ._membrane import AbstractMembrane
 from ._stimulus import AbstractStimulus, NoStimulus
+from ._stimulus.base import guard_times
 from ._trace import Trace
-from ._validation import broadcast_batch_shape, check_finite, concrete_array, is_array, is_concrete
+from ._validation import (
+    broadcast_batch_shape,
+    check_count,
+    check_finite,
+    check_memory,
+    check_positive,
+    concrete_array,
+    is_array,
+    is_concrete,
+)
 from ._vector_field import vector_field
 
 DEFAULT_SAVE_DT = 0.025  # ms: NEURON's default time step, when no `ts` is given
+MAX_RTOL = 0.1  # a relative tolerance of 10 % or more controls nothing
+# Peak copies of the saved output: Diffrax's save buffer, two reorderings, the returned trace.
+_OUTPUT_COPIES = 4
 
 _FAILURE_MESSAGES = (
     "hh.simulate: the solver hit its step limit (max_steps) before reaching t1. Increase "
@@ -202,6 +216,13 @@ def simulate(
         "hh.simulate", membrane, stimulus, t1=t1, ts=ts, t0=t0, v0=v0, rtol=rtol, atol=atol,
         dt0=dt0, max_steps=max_steps, chunk_size=chunk_size, devices=devices, dtmax=dtmax,
     )
+    check_memory(
+        "hh.simulate", "the saved trace",
+        (*problem.batch_shape, len(save_rows), problem.arrays["ts"].shape[0]),
+        problem.arrays["ts"].dtype.itemsize,
+        "save fewer times (`ts`), save='V', or keep only spike times with hh.simulate_spikes",
+        copies=_OUTPUT_COPIES,
+    )
     static = _static_options("hh.simulate", solver, adjoint, max_steps, save_rows, None, steps)
     ys, success, stats = _run(problem, static, throw)
     ys = jnp.moveaxis(ys, -2, 0)  # (*batch, saved states, time) -> (saved states, *batch, time)
@@ -257,12 +278,23 @@ def simulate_spikes(
         >>> sp = hh.simulate_spikes(hh.presets.neuron(gNa=jnp.linspace(80, 160, 100_000)),
         ...                         hh.Step(start=1.0, amplitude=9.0), t1=50.0, chunk_size=10_000)
     """
-    _check_membrane(membrane, "hh.simulate_spikes")
-    if not (isinstance(max_spikes, int) and max_spikes > 0):
-        raise ValueError(f"hh.simulate_spikes: `max_spikes` must be a positive integer, got {max_spikes!r}.")
-    if not (np.isfinite(dt) and dt > 0):
-        raise ValueError(f"hh.simulate_spikes: `dt` must be a positive sampling interval (ms), got {dt}.")
+    owner = "hh.simulate_spikes"
+    _check_membrane(membrane, owner)
+    max_spikes = check_count("max_spikes", max_spikes, owner)
+    for name, value in (("dt", dt), ("t0", t0), ("t1", t1)):
+        check_finite(name, value, owner)
+    if not dt > 0:
+        raise ValueError(f"{owner}: `dt` must be a positive sampling interval (ms), got {dt}.")
+    if not float(t1) > float(t0):
+        raise ValueError(f"{owner}: `t1` must be after `t0`, got t0={t0}, t1={t1} (ms).")
     n = int(round((float(t1) - float(t0)) / dt)) + 1
+    # The voltage at every sample lives inside the solve, for each neuron of a chunk.
+    neurons = math.prod(getattr(membrane, "batch_shape", ()) or (1,))
+    check_memory(
+        owner, f"sampling V every dt={dt} ms", (min(neurons, chunk_size or neurons), n), 8,
+        "use a larger `dt` (spike detection needs ~0.025 ms) or a smaller `chunk_size`",
+        copies=5,  # save times, Diffrax's buffer, V, crossings, reductions
+    )
     problem = _prepare(
         "hh.simulate_spikes", membrane, stimulus, t1=t1, ts=np.linspace(float(t0), float(t1), n),
         t0=t0, v0=v0, rtol=rtol, atol=atol, dt0=dt0, max_steps=max_steps, chunk_size=chunk_size,
@@ -305,10 +337,16 @@ def _static_options(owner, solver, adjoint, max_steps, save_rows, max_spikes, st
     """The compile-selecting options, with Diffrax defaults filled in and `steps` checked."""
     if steps not in ("shared", "per_neuron"):
         raise ValueError(f"{owner}: `steps` must be 'shared' or 'per_neuron', got {steps!r}.")
+    if solver is not None and not isinstance(solver, diffrax.AbstractSolver):
+        raise TypeError(f"{owner}: `solver` must be a diffrax solver such as diffrax.Tsit5(), got {type(solver).__name__}.")
+    if adjoint is not None and not isinstance(adjoint, diffrax.AbstractAdjoint):
+        raise TypeError(
+            f"{owner}: `adjoint` must be a diffrax adjoint such as diffrax.ForwardMode(), got {type(adjoint).__name__}."
+        )
     return _Static(
         solver=diffrax.Tsit5() if solver is None else solver,
         adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
-        max_steps=max_steps,
+        max_steps=int(max_steps),
         save_rows=tuple(save_rows),
         max_spikes=max_spikes,
         per_neuron=steps == "per_neuron",
@@ -333,11 +371,11 @@ def _prepare(owner, membrane, stimulus, *, t1, ts, t0, v0, rtol, atol, dt0, max_
             f"{owner}: `stimulus` must be an hh stimulus (hh.Pulse, hh.Step, ...) or None, "
             f"got {type(stimulus).__name__}."
         )
+    stimulus = guard_times(stimulus, owner)
     _check_options(rtol, atol, max_steps, dt0)
     if dtmax is not None and is_concrete(dtmax) and not (np.isfinite(dtmax) and dtmax > 0):
         raise ValueError(f"{owner}: `dtmax` must be a positive time step (ms), got {dtmax}.")
-    if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size > 0):
-        raise ValueError(f"{owner}: `chunk_size` must be a positive integer, got {chunk_size!r}.")
+    chunk_size = None if chunk_size is None else check_count("chunk_size", chunk_size, owner)
     dtype = _float_dtype(membrane, stimulus, v0, ts, t0, t1)
     t0_c, t1_c = concrete_array(t0), concrete_array(t1)
     if t0_c is not None and t1_c is not None:
@@ -360,6 +398,12 @@ def _prepare(owner, membrane, stimulus, *, t1, ts, t0, v0, rtol, atol, dt0, max_
             "v0": () if v0 is None else jnp.shape(v0),
         },
     )
+    if 0 in batch_shape:
+        raise ValueError(
+            f"{owner}: the batch is empty (batch shape {batch_shape} from the membrane "
+            f"{membrane.batch_shape}, stimulus {stimulus.batch_shape} and v0 {np.shape(v0) if v0 is not None else ()}); "
+            "pass at least one neuron."
+        )
     arrays = dict(
         ts=ts,
         t0=jnp.asarray(t0, dtype),
@@ -378,12 +422,13 @@ def _run(problem, static, throw):
     membrane, stimulus, v0, batch_shape, arrays, devices, chunk_size = problem
     size = math.prod(batch_shape)
     eager = all(is_concrete(x) for x in jax.tree_util.tree_leaves((membrane, stimulus, v0, arrays)))
-    if eager and size > 1 and (len(devices) > 1 or (chunk_size is not None and size > chunk_size)):
-        out, success, cause, stats = run_batched(
-            _integrate, membrane, stimulus, v0, batch_shape, arrays, static, devices, chunk_size
-        )
-    else:
-        out, success, cause, stats = _integrate(membrane, stimulus, v0, batch_shape, arrays, static)
+    with forward_mode_hint("hh.simulate"):
+        if eager and size > 1 and (len(devices) > 1 or (chunk_size is not None and size > chunk_size)):
+            out, success, cause, stats = run_batched(
+                _integrate, membrane, stimulus, v0, batch_shape, arrays, static, devices, chunk_size
+            )
+        else:
+            out, success, cause, stats = _integrate(membrane, stimulus, v0, batch_shape, arrays, static)
     if throw:
         if is_concrete(success):  # eager call: a plain Python exception
             if not bool(success):
@@ -391,6 +436,22 @@ def _run(problem, static, throw):
         else:  # traced (jit/vmap/grad): raised at run time by Equinox
             out = eqx.branched_error_if(out, ~success, cause, _FAILURE_MESSAGES)
     return out, success, stats
+
+
+@contextlib.contextmanager
+def forward_mode_hint(owner):
+    """Turn JAX's "can't apply forward-mode autodiff (jvp) to a custom_vjp function", what
+    `jax.jacfwd` through a solve with the default (reverse-mode) adjoint raises, into advice."""
+    try:
+        yield
+    except TypeError as err:
+        if "forward-mode" not in str(err):
+            raise
+        raise TypeError(
+            f"{owner}: forward-mode differentiation (jax.jvp, jax.jacfwd) needs "
+            "`adjoint=diffrax.ForwardMode()`; the default adjoint "
+            "(diffrax.RecursiveCheckpointAdjoint) supports reverse mode (jax.grad, jax.jacrev) only."
+        ) from None
 
 
 class _Static(eqx.Module):
@@ -479,11 +540,17 @@ def _solve(membrane, stimulus, v0, batch_shape, arrays, static):
 
 def _check_options(rtol, atol, max_steps, dt0):
     for name, value in (("rtol", rtol), ("atol", atol)):
-        c = concrete_array(value)  # traced tolerances (under jit) are not checked
-        if c is not None and not (np.all(np.isfinite(c)) and np.all(c > 0)):
+        check_finite(name, value, "hh.simulate")  # traced tolerances (under jit) are not checked
+        c = concrete_array(value)
+        if c is not None and not np.all(c > 0):
             raise ValueError(f"hh.simulate: `{name}` must be a positive number, got {value}.")
-    if not (isinstance(max_steps, (int, np.integer)) and max_steps > 0):
-        raise ValueError(f"hh.simulate: `max_steps` must be a positive integer, got {max_steps!r}.")
+    c = concrete_array(rtol)
+    if c is not None and np.any(c >= MAX_RTOL):
+        raise ValueError(
+            f"hh.simulate: `rtol` must be below {MAX_RTOL} (a relative error of 10 % or more "
+            f"does not control the solution); tighten it, e.g. 1e-6, got {rtol}."
+        )
+    check_count("max_steps", max_steps, "hh.simulate")
     if dt0 is not None and is_concrete(dt0) and not (np.isfinite(dt0) and dt0 > 0):
         raise ValueError(f"hh.simulate: `dt0` must be a positive time step (ms), got {dt0}.")
 
@@ -525,6 +592,8 @@ def _save_times(ts, t0, t1, t0_c, t1_c, dtype):
         if t0_c is None or t1_c is None:
             raise ValueError("hh.simulate: pass `ts` when `t0` or `t1` is traced (e.g. under jit).")
         n = int(round((float(t1_c) - float(t0_c)) / DEFAULT_SAVE_DT)) + 1
+        check_memory("hh.simulate", f"saving every {DEFAULT_SAVE_DT} ms (the default `ts`)", (n,),
+                     jnp.dtype(dtype).itemsize, "pass fewer save times `ts`")
         return jnp.asarray(np.linspace(float(t0_c), float(t1_c), n), dtype)
     if jnp.ndim(ts) != 1 or jnp.shape(ts)[0] == 0:
         raise ValueError(f"hh.simulate: `ts` must be a non-empty 1-D array of times (ms), got shape {jnp.shape(ts)}.")
@@ -556,6 +625,8 @@ def stable_dtmax(membrane: AbstractMembrane, v0=None, safety: float = 2.0) -> fl
         >>> jax.grad(lambda g: hh.simulate(hh.presets.pospischil(gL=g), None, t1=30.0, ts=ts,
         ...          dtmax=hh.stable_dtmax(p)).V.sum())(0.0205)
     """
+    _check_membrane(membrane, "hh.stable_dtmax")
+    check_positive("safety", safety, "hh.stable_dtmax", "")
     y0 = jax.lax.stop_gradient(membrane.initial_state(v0))
     f = lambda y: membrane.derivatives(y, 0.0)  # noqa: E731
     lam = 0.0

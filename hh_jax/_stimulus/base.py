@@ -4,11 +4,22 @@ A stimulus is an `equinox.Module` (a pytree, so its amplitudes can be differenti
 batched) with two methods: `__call__(t)` gives the current at time t, and `discontinuities()`
 lists the times where the current jumps, so the adaptive solver lands on them instead of
 stepping over a short pulse. Stimuli add with `+`.
+
+Stimulus times are not differentiable. The derivative of a solution with respect to the time
+of a jump in the current has a term the solver cannot see: the current switched at that
+instant, so the state's sensitivity jumps by (f before − f after) there. The adaptive solver
+steps exactly onto each jump time, but Diffrax holds those times as controller state with no
+derivative, so `jax.grad` would silently return a wrong number (86 instead of 42 for the
+`stop` of a 1 ms pulse). `guard_times` therefore makes every field listed in a stimulus's
+`time_fields` refuse differentiation with an error at trace time; amplitudes, offsets and
+other values stay differentiable. (A correct derivative needs the solve reparametrised in
+time so the jumps sit at fixed solver times, which hh_jax does not do.)
 """
 
 from __future__ import annotations
 
 import abc
+import functools
 from typing import ClassVar
 
 import equinox as eqx
@@ -26,6 +37,8 @@ class AbstractStimulus(eqx.Module):
     A field whose array is shared by every neuron of a batch (sample times, say), rather
     than holding one entry per neuron along its leading axes, is listed in `shared_fields`,
     so batches can be split into chunks and over devices without mistaking it for one.
+    Fields holding the times where the current jumps are listed in `time_fields`: a solve
+    refuses to differentiate with respect to them (see the module docstring for why).
 
     Example:
         >>> s = hh.Pulse(start=0.0, stop=1.0, amplitude=150.0) + hh.Step(start=10.0, amplitude=5.0)
@@ -33,6 +46,8 @@ class AbstractStimulus(eqx.Module):
     """
 
     shared_fields: ClassVar[tuple[str, ...]] = ()
+    # Fields holding times (ms) where the current jumps: these refuse differentiation.
+    time_fields: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def __call__(self, t: Float[ArrayLike, ""]) -> Float[Array, "*batch"]:
@@ -150,3 +165,39 @@ def _unflag_shared(stimulus, flags):
             jax.tree_util.tree_map(lambda _: False, getattr(flags, name)),
         )
     return flags
+
+
+def guard_times(stimulus: AbstractStimulus, owner: str) -> AbstractStimulus:
+    """`stimulus` with each traced leaf of its `time_fields` passed through an identity that
+    raises, when differentiated, a `ValueError` naming the field (the solver cannot give the
+    derivative with respect to a jump time; see the module docstring). Concrete leaves are
+    left as they are: they cannot be differentiated."""
+    if isinstance(stimulus, Sum):
+        return Sum(tuple(guard_times(term, owner) for term in stimulus.terms))
+    for name in getattr(stimulus, "time_fields", ()):
+        value = getattr(stimulus, name)
+        if isinstance(value, jax.core.Tracer):
+            guarded = _nondifferentiable_time(value, owner, f"{type(stimulus).__name__}.{name}")
+            stimulus = eqx.tree_at(lambda s, name=name: getattr(s, name), stimulus, guarded)
+    return stimulus
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _nondifferentiable_time(x, owner, field):
+    return x
+
+
+def _refuse_time_tangent(owner, field, primals, tangents):
+    (x,), (dx,) = primals, tangents
+    if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
+        raise ValueError(
+            f"{owner}: cannot differentiate with respect to `{field}` (ms), a time where the "
+            "stimulus current jumps: the adaptive solver steps exactly onto it but carries no "
+            "derivative for it, so the gradient would be wrong. Differentiate with respect to "
+            "amplitudes, use finite differences for times, or wrap the time in "
+            "jax.lax.stop_gradient."
+        )
+    return x, dx
+
+
+_nondifferentiable_time.defjvp(_refuse_time_tangent, symbolic_zeros=True)

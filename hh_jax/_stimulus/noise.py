@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,7 @@ class Noise(AbstractStimulus):
     stop: float
     dt: float
     unit_path: Float[Array, "*batch samples"]
+    time_fields: ClassVar[tuple[str, ...]] = ("start", "stop", "dt")
 
     def __init__(self, *, mean, sigma, tau, key, stop, start=0.0, dt=None):
         owner = "hh.Noise"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, Float
 
@@ -15,6 +17,7 @@ class _Rectangular(AbstractStimulus):
     start: Float[ArrayLike, "*batch"]
     stop: Float[ArrayLike, "*batch"]
     amplitude: Float[ArrayLike, "*batch"]
+    time_fields: ClassVar[tuple[str, ...]] = ("start", "stop")
 
     def __check_init__(self):
         owner = f"hh.{type(self).__name__}"

@@ -36,6 +36,7 @@ class Sampled(AbstractStimulus):
     """
 
     shared_fields: ClassVar[tuple[str, ...]] = ("times", "jumps")
+    time_fields: ClassVar[tuple[str, ...]] = ("times", "jumps")
 
     times: Float[Array, " samples"]
     values: Float[Array, "*batch samples"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike, Float
 
-from .._validation import check_finite, check_positive, concrete_array
+from .._validation import check_count, check_finite, check_memory, check_positive, concrete_array
 from .base import AbstractStimulus, check_broadcast
 
 
@@ -34,6 +36,7 @@ class PulseTrain(AbstractStimulus):
     width: Float[ArrayLike, "*batch"]
     amplitude: Float[ArrayLike, "*batch"]
     count: int = eqx.field(static=True)
+    time_fields: ClassVar[tuple[str, ...]] = ("start", "period", "width")
 
     def __init__(self, *, start, width, amplitude, count, period=None, frequency=None):
         owner = "hh.PulseTrain"
@@ -42,8 +45,10 @@ class PulseTrain(AbstractStimulus):
         if frequency is not None:
             check_positive("frequency", frequency, owner, "Hz")
             period = 1000.0 / frequency
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-            raise ValueError(f"{owner}: `count` must be a positive integer, got {count!r}.")
+        count = check_count("count", count, owner)
+        # Every evaluation of the current, and the solver's list of jumps, holds all edges.
+        check_memory(owner, f"a train of {count:,} pulses", (2, count, *np.shape(start)), 8,
+                     "simulate fewer pulses (a long train in several shorter solves)")
         self.start, self.period, self.width, self.amplitude = start, period, width, amplitude
         self.count = int(count)
 

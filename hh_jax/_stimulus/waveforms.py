@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, Float
 
@@ -21,6 +23,7 @@ class Ramp(AbstractStimulus):
     stop: Float[ArrayLike, "*batch"]
     stop_amplitude: Float[ArrayLike, "*batch"]
     start_amplitude: Float[ArrayLike, "*batch"] = 0.0
+    time_fields: ClassVar[tuple[str, ...]] = ("start", "stop")
 
     def __check_init__(self):
         owner = "hh.Ramp"
@@ -54,6 +57,7 @@ class Sine(AbstractStimulus):
     phase: Float[ArrayLike, "*batch"] = 0.0
     start: Float[ArrayLike, "*batch"] = 0.0
     stop: Float[ArrayLike, "*batch"] = float("inf")
+    time_fields: ClassVar[tuple[str, ...]] = ("start", "stop")
 
     def __check_init__(self):
         owner = "hh.Sine"

@@ -6,14 +6,22 @@
     hh-jax bench --quick
 
 Units everywhere: ms, mV, µA/cm², mS/cm². Each command computes in float64, switched on for
-the command's duration only (JAX's global configuration is left as it was). Bad input
-ends with a one-line message and exit status 2.
+the command's duration only (JAX's global configuration is left as it was).
+
+The contract: every failure (bad input, a solver failure, a damaged file, a request too big
+for memory) ends with one line on stderr and exit status 2, never a traceback; an interrupt
+(Ctrl-C) ends with one line and status 130. Numbers must be finite, config files may hold
+only the documented keys, and outputs are checked before any work: an existing output is
+replaced only with `--overwrite`, through a temporary file renamed into place.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
 import pathlib
 import subprocess
 import sys
@@ -28,23 +36,55 @@ _STIMULI = {
 }
 
 
+_CONFIG_NUMBERS = ("t1", "dt", "v0", "rtol")
+_CONFIG_KEYS = ("preset", *_CONFIG_NUMBERS, "parameters", "stimulus")
+
+
 class CLIError(Exception):
     """Bad command-line input: reported in one line, no traceback."""
 
 
 def main(argv=None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as err:
+        return _fail(err.prog, str(err))
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
     try:
         with _float64():
             return args.run(args) or 0
-    except (CLIError, ValueError, TypeError, FileNotFoundError, KeyError, OSError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"hh-jax {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"hh-jax {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # the contract: one line, never a traceback
+        known = isinstance(err, (CLIError, ValueError, TypeError, OSError, KeyError))
+        return _fail(f"hh-jax {args.command}", _one_line(err) if known else f"{type(err).__name__}: {_one_line(err)}")
+
+
+def _fail(prog, message) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _one_line(err) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+class _UsageError(Exception):
+    def __init__(self, prog, message):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage block) and exit status 2."""
+
+    def error(self, message):
+        raise _UsageError(self.prog, message)
 
 
 def _float64():
@@ -59,6 +99,45 @@ def _float64():
 
 
 # ----------------------------------------------------------------------- parsing helpers
+
+
+def _number(text, what):
+    """A finite float from a command-line or config value (refuses inf, nan, 1e400, text)."""
+    if isinstance(text, bool):
+        raise CLIError(f"{what} must be a number, got {text!r}")
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise CLIError(f"{what} must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise CLIError(f"{what} must be a finite number, got {text!r}")
+    return value
+
+
+def _finite(text):
+    """argparse type: a finite float."""
+    try:
+        return _number(text, "value")
+    except CLIError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("value ", "")) from None
+
+
+def _int_at_least(minimum):
+    """argparse type: an integer >= `minimum`."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int, _nonnegative_int = _int_at_least(1), _int_at_least(0)
 
 
 def _preset(name, overrides):
@@ -76,42 +155,114 @@ def _assignments(items, what="--set"):
             if "=" not in part:
                 raise CLIError(f"{what} expects NAME=VALUE, got {part!r}")
             key, value = part.split("=", 1)
-            try:
-                out[key.strip()] = float(value)
-            except ValueError:
-                raise CLIError(f"{what}: {key.strip()} must be a number, got {value!r}") from None
+            out[key.strip()] = _number(value, f"{what}: {key.strip()}")
     return out
 
 
-def _stimulus(specs):
-    """`kind:key=value,...` terms, summed; e.g. step:start=5,stop=45,amplitude=10."""
+def _stimulus_specs(specs):
+    """`kind:key=value,...` strings as (kind, {key: number}) terms."""
+    terms = []
+    for spec in specs or ():
+        kind, _, rest = spec.partition(":")
+        terms.append((kind, _assignments([rest] if rest else [], what=f"--stimulus {kind}")))
+    return terms
+
+
+def _stimulus(terms, where="--stimulus"):
+    """(kind, {field: number}) terms, summed; e.g. ("step", {"start": 5, "amplitude": 10})."""
     import hh_jax as hh
 
     total = None
-    for spec in specs or ():
-        kind, _, rest = spec.partition(":")
+    for kind, kwargs in terms:
         if kind not in _STIMULI:
-            raise CLIError(f"unknown stimulus {kind!r}; expected one of {', '.join(_STIMULI)}")
+            raise CLIError(f"{where}: unknown stimulus {kind!r}; expected one of {', '.join(_STIMULI)}")
         cls_name, allowed = _STIMULI[kind]
-        kwargs = _assignments([rest] if rest else [], what=f"--stimulus {kind}")
         unknown = sorted(set(kwargs) - set(allowed))
         if unknown:
-            raise CLIError(f"--stimulus {kind}: unknown field(s) {unknown}; expected any of {list(allowed)}")
+            raise CLIError(f"{where} {kind}: unknown field(s) {unknown}; expected any of {list(allowed)}")
         if "count" in kwargs:
-            kwargs["count"] = int(kwargs["count"])
+            if not float(kwargs["count"]).is_integer():
+                raise CLIError(f"{where} {kind}: count must be a whole number of pulses, got {kwargs['count']}")
+            kwargs = {**kwargs, "count": int(kwargs["count"])}
         term = getattr(hh, cls_name)(**kwargs)
         total = term if total is None else total + term
     return total
 
 
 def _load_config(path):
+    """A TOML run description, strictly checked: only the documented keys, numbers where
+    numbers belong (finite), one table of parameters and a list of stimulus tables."""
     import tomllib
 
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as err:
+            config = tomllib.load(fh)
+    except FileNotFoundError:
+        raise CLIError(f"no such config file: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise CLIError(f"{path}: not valid TOML ({err})") from None
+    unknown = sorted(set(config) - set(_CONFIG_KEYS))
+    if unknown:
+        raise CLIError(f"{path}: unknown key(s) {unknown}; expected any of {list(_CONFIG_KEYS)}")
+    if not isinstance(config.get("preset", ""), str):
+        raise CLIError(f"{path}: preset must be a name such as \"seed\", got {config['preset']!r}")
+    for key in _CONFIG_NUMBERS:
+        if key in config:
+            config[key] = _number(config[key], f"{path}: {key}")
+    parameters = config.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise CLIError(f"{path}: [parameters] must be a table of NAME = number")
+    config["parameters"] = {k: _number(v, f"{path}: parameters.{k}") for k, v in parameters.items()}
+    stimuli = config.get("stimulus", [])
+    if not (isinstance(stimuli, list) and all(isinstance(s, dict) for s in stimuli)):
+        raise CLIError(f"{path}: stimulus must be [[stimulus]] tables with kind = \"...\"")
+    terms = []
+    for s in stimuli:
+        if not isinstance(s.get("kind"), str):
+            raise CLIError(f"{path}: every [[stimulus]] needs kind = one of {', '.join(_STIMULI)}")
+        fields = {k: _number(v, f"{path}: stimulus {s['kind']}.{k}") for k, v in s.items() if k != "kind"}
+        terms.append((s["kind"], fields))
+    config["stimulus"] = terms
+    return config
+
+
+# ----------------------------------------------------------------------- outputs
+
+
+def _check_outputs(paths, overwrite):
+    """Before any work: refuse to replace existing outputs (unless `overwrite`), and make
+    sure their folders can be created and written."""
+    for path in paths:
+        if path.is_dir():
+            raise CLIError(f"output {path} is a folder, not a file")
+        if path.exists() and not overwrite:
+            raise CLIError(f"output {path} exists; pass --overwrite to replace it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(path.parent, os.W_OK):
+            raise CLIError(f"cannot write to {path.parent}")
+
+
+def _output_folder(folder, names, overwrite):
+    """An output folder (created now) and its files, checked as `_check_outputs` does."""
+    folder = pathlib.Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise CLIError(f"--out {folder} is a file; the results go into a folder")
+    paths = [folder / name for name in names]
+    _check_outputs(paths, overwrite)
+    return paths
+
+
+@contextlib.contextmanager
+def _atomic(path):
+    """Yield a temporary path beside `path` (same suffix) and rename it into place on
+    success, so an interrupted write never leaves a truncated result."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 # ----------------------------------------------------------------------- commands
@@ -124,40 +275,43 @@ def _simulate(args):
 
     import hh_jax as hh
 
+    from hh_jax._validation import check_memory
+
     config = _load_config(args.config) if args.config else {}
     preset = args.preset or config.get("preset", "seed")
     params = {**config.get("parameters", {}), **_assignments(args.set)}
     t1 = args.t1 if args.t1 is not None else config.get("t1", 50.0)
     dt = args.dt if args.dt is not None else config.get("dt", 0.025)
+    v0 = args.v0 if args.v0 is not None else config.get("v0")
+    rtol = args.rtol if args.rtol is not None else config.get("rtol", 1e-6)
     if not t1 > 0:
         raise CLIError(f"--t1 must be a positive duration (ms), got {t1}")
     if not dt > 0 or dt > t1:
         raise CLIError(f"--dt must be a positive sampling interval (ms) below t1, got {dt}")
-    specs = list(args.stimulus or []) + [
-        f"{s['kind']}:" + ",".join(f"{k}={v}" for k, v in s.items() if k != "kind")
-        for s in config.get("stimulus", [])
-    ]
-    membrane = _preset(preset, params)
-    stimulus = _stimulus(specs)
-    n = int(round(t1 / dt)) + 1
-    ts = jnp.linspace(0.0, t1, n)
-    tr = hh.simulate(membrane, stimulus, t1=t1, ts=ts, v0=args.v0, rtol=args.rtol, atol=args.rtol)
-    current = np.zeros(n) if stimulus is None else np.asarray(jax.vmap(stimulus)(ts))
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    t, V = np.asarray(tr.t), np.asarray(tr.V)
-    if out.suffix == ".npz":
-        np.savez(out, t=t, V=V, I=current, t_unit="ms", V_unit="mV", I_unit="µA/cm²",
-                 preset=preset, parameters=json.dumps(params))
-    elif out.suffix == ".csv":
-        np.savetxt(out, np.column_stack([t, V, current]), delimiter=",", header="t,V,I", comments="")
-    else:
+    if out.suffix not in (".npz", ".csv"):
         raise CLIError(f"--out must end in .npz or .csv, got {out.name!r}")
+    _check_outputs([out] + ([pathlib.Path(args.plot)] if args.plot else []), args.overwrite)
+    membrane = _preset(preset, params)
+    stimulus = _stimulus(_stimulus_specs(args.stimulus) + config.get("stimulus", []))
+    n = int(round(t1 / dt)) + 1
+    check_memory("--t1/--dt", f"an output of {n:,} samples of t, V and I", (n, 3), 8, "use a larger --dt or a shorter --t1")
+    ts = jnp.linspace(0.0, t1, n)
+    tr = hh.simulate(membrane, stimulus, t1=t1, ts=ts, v0=v0, rtol=rtol, atol=rtol, save="V")
+    current = np.zeros(n) if stimulus is None else np.asarray(jax.vmap(stimulus)(ts))
+    t, V = np.asarray(tr.t), np.asarray(tr.V)
+    with _atomic(out) as tmp:
+        if out.suffix == ".npz":
+            np.savez(tmp, t=t, V=V, I=current, t_unit="ms", V_unit="mV", I_unit="µA/cm²",
+                     preset=preset, parameters=json.dumps(params))
+        else:
+            np.savetxt(tmp, np.column_stack([t, V, current]), delimiter=",", header="t,V,I", comments="")
     spikes = hh.spike_times(t, V, threshold=float(membrane.spike_threshold()))
     print(f"{preset} model, {t1:g} ms: {len(spikes)} spikes at {np.round(spikes, 3).tolist()} ms")
     print(f"wrote {out} (t in ms, V in mV, I in µA/cm²)")
     if args.plot:
-        _plot_trace(tr, stimulus, args.plot)
+        with _atomic(pathlib.Path(args.plot)) as tmp:
+            _plot_trace(tr, stimulus, tmp)
         print(f"wrote {args.plot}")
 
 
@@ -193,6 +347,10 @@ def _fit(args):
     path = pathlib.Path(args.trace)
     if not path.exists():
         raise CLIError(f"no such trace file: {path}")
+    # Every file the command writes is named here, so each is checked before the fit runs.
+    json_path, result_path, png_path = _output_folder(
+        args.out, ("fit.json", "fit_result.json", "fit.png"), args.overwrite
+    )
     rec = hh.load_trace(path, time_unit=args.time_unit, voltage_unit=args.voltage_unit,
                         current_unit=args.current_unit, area_cm2=args.area, junction_mV=args.junction)
     if rec.I is None:
@@ -201,14 +359,19 @@ def _fit(args):
     target = hh.Target(stimulus=stimulus, ts=rec.t, V=rec.V, v0=float(rec.V[0]))
     res = hh.fit(init, target, free=free, n_starts=args.starts, steps=args.steps, seed=args.seed,
                  progress=not args.no_progress)
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if np.all(res.failed):
+        raise CLIError(
+            f"every one of the {args.starts} starts failed (the loss or its gradient became "
+            "non-finite); check the units of the trace, the preset and --set, or try more --starts"
+        )
     params = {k: float(getattr(res.params, k)) for k in free}
     payload = dict(parameters=params, stderr=res.stderr, loss=res.loss, noise_sigma_mV=res.noise_sigma,
                    correlation=np.asarray(res.correlation).tolist(), free=list(free), preset=args.preset,
                    n_starts=args.starts, failed_starts=int(res.failed.sum()), wall_time_s=res.wall_time)
-    (out / "fit.json").write_text(json.dumps(payload, indent=2))
-    res.save(out / "fit_result.json")
+    with _atomic(json_path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2))
+    with _atomic(result_path) as tmp:
+        res.save(tmp)
     print(f"fitted {', '.join(f'{k} = {v:.5g} ± {res.stderr[k]:.2g}' for k, v in params.items())}")
     print(f"loss {res.loss:.4g} mV², residual SD {res.noise_sigma:.3g} mV, {res.wall_time:.1f} s")
     tr = hh.simulate(res.params, stimulus, t0=float(rec.t[0]), t1=float(rec.t[-1]), ts=jnp.asarray(rec.t),
@@ -224,9 +387,10 @@ def _fit(args):
     ax.set(xlabel="t (ms)", ylabel="V (mV)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "fit.png", dpi=110)
+    with _atomic(png_path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    print(f"wrote {out / 'fit.json'}, {out / 'fit_result.json'} and {out / 'fit.png'}")
+    print(f"wrote {json_path}, {result_path} and {png_path}")
 
 
 def _demo(args):
@@ -235,8 +399,8 @@ def _demo(args):
 
     import hh_jax as hh
 
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    figures = ("stimulus.png", "voltage.png", "phase_plane.png", "fit.png")
+    out = _output_folder(args.out, figures, args.overwrite)[0].parent
     import matplotlib
 
     matplotlib.use("Agg")
@@ -297,14 +461,15 @@ def _bench(args):
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="hh-jax", description="Differentiable Hodgkin–Huxley neurons: simulate, fit, benchmark.")
+    parser = _Parser(prog="hh-jax", description="Differentiable Hodgkin–Huxley neurons: simulate, fit, benchmark.")
     sub = parser.add_subparsers(dest="command")
 
     demo = sub.add_parser("demo", help="the gist's figures and a conductance fit to built-in synthetic data")
     demo.add_argument("--out", default="figures", help="folder for the PNG figures (default: figures)")
-    demo.add_argument("--starts", type=int, default=8, help="random starts of the fit (default 8)")
-    demo.add_argument("--steps", type=int, default=60, help="optimiser steps before the polish (default 60)")
+    demo.add_argument("--starts", type=_positive_int, default=8, help="random starts of the fit (default 8)")
+    demo.add_argument("--steps", type=_positive_int, default=60, help="optimiser steps before the polish (default 60)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--overwrite", action="store_true", help="replace figures already in --out")
     demo.set_defaults(run=_demo)
 
     sim = sub.add_parser("simulate", help="simulate a preset under a stimulus; write NPZ or CSV (and a PNG)")
@@ -314,13 +479,15 @@ def _parser():
     sim.add_argument("--stimulus", action="append", metavar="KIND:K=V,...",
                      help="current (µA/cm², times in ms), summed if repeated: " + "; ".join(
                          f"{k}:{','.join(v[1])}" for k, v in _STIMULI.items()))
-    sim.add_argument("--t1", type=float, help="duration (ms, default 50)")
-    sim.add_argument("--dt", type=float, help="sampling interval of the output (ms, default 0.025)")
-    sim.add_argument("--v0", type=float, help="initial potential (mV; default the preset's rest)")
-    sim.add_argument("--rtol", type=float, default=1e-6, help="solver tolerance (relative and absolute)")
-    sim.add_argument("--config", help="TOML file with preset, t1, dt, [parameters] and [[stimulus]] (kind = ...)")
+    sim.add_argument("--t1", type=_finite, help="duration (ms, default 50)")
+    sim.add_argument("--dt", type=_finite, help="sampling interval of the output (ms, default 0.025)")
+    sim.add_argument("--v0", type=_finite, help="initial potential (mV; default the preset's rest)")
+    sim.add_argument("--rtol", type=_finite, help="solver tolerance (relative and absolute, default 1e-6)")
+    sim.add_argument("--config", help="TOML file with preset, t1, dt, v0, rtol, [parameters] and "
+                     "[[stimulus]] (kind = ...); no other keys")
     sim.add_argument("--out", default="trace.npz", help="output .npz (t, V, I with units) or .csv (t,V,I)")
     sim.add_argument("--plot", help="also write this PNG of stimulus and voltage")
+    sim.add_argument("--overwrite", action="store_true", help="replace existing output files")
     sim.set_defaults(run=_simulate)
 
     fit = sub.add_parser("fit", help="fit parameters to a trace file; write JSON (with standard errors) and a PNG")
@@ -328,18 +495,19 @@ def _parser():
     fit.add_argument("--preset", default="seed", help=f"model to fit: {', '.join(_PRESETS)} (default seed)")
     fit.add_argument("--set", action="append", metavar="NAME=VALUE", help="initial parameter values")
     fit.add_argument("--free", default="gNa,gK,gL", help="comma-separated parameters to fit (default gNa,gK,gL)")
-    fit.add_argument("--starts", type=int, default=8, help="random starts (default 8)")
-    fit.add_argument("--steps", type=int, default=100, help="optimiser steps before the polish (default 100)")
-    fit.add_argument("--seed", type=int, default=0, help="seed of the random starts")
+    fit.add_argument("--starts", type=_positive_int, default=8, help="random starts (default 8)")
+    fit.add_argument("--steps", type=_positive_int, default=100, help="optimiser steps before the polish (default 100)")
+    fit.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the random starts")
     fit.add_argument("--stimulus-from", default="step", choices=("step", "sampled"),
                      help="the recorded current as a fitted step (default) or sample by sample")
     fit.add_argument("--time-unit", help="s or ms, if the file does not say (CSV: required)")
     fit.add_argument("--voltage-unit", help="V or mV, if the file does not say")
     fit.add_argument("--current-unit", help="A, nA, pA (with --area) or µA/cm², if the file does not say")
-    fit.add_argument("--area", type=float, help="membrane area (cm²) for absolute currents")
-    fit.add_argument("--junction", type=float, default=0.0, help="liquid-junction correction added to V (mV)")
+    fit.add_argument("--area", type=_finite, help="membrane area (cm²) for absolute currents")
+    fit.add_argument("--junction", type=_finite, default=0.0, help="liquid-junction correction added to V (mV)")
     fit.add_argument("--out", default="fit", help="output folder (default fit)")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fit.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     fit.set_defaults(run=_fit)
 
     bench = sub.add_parser("bench", help="run scripts/benchmark.py (source checkout); arguments pass through")

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from ._validation import concrete_array
+from ._validation import check_count, check_finite, concrete_array
 
 _BISECTION_STEPS = 60  # halves the sample interval 60 times: below float64 resolution
 
@@ -92,7 +92,9 @@ def spike_times(
         >>> tr = hh.simulate(hh.presets.seed(), hh.Step(start=5.0, amplitude=10.0), t1=50.0)
         >>> hh.spike_times(tr.t, tr.V, threshold=20.0)
     """
-    t, V = _check_trace("hh.spike_times", t, V)
+    t, V = _check_trace("hh.spike_times", t, V, threshold)
+    if max_spikes is not None:
+        max_spikes = check_count("max_spikes", max_spikes, "hh.spike_times", minimum=0)
     batch_shape = V.shape[:-1]
     flat = V.reshape(-1, t.shape[0])
     threshold = jnp.asarray(threshold, V.dtype)
@@ -124,7 +126,10 @@ def _in_window(when, window):
     return (when >= start) & (when < stop)
 
 
-def _check_trace(owner, t, V):
+def _check_trace(owner, t, V, threshold):
+    """`t` 1-D, `V` with it as its last axis, a finite threshold (mV): a NaN threshold would
+    find no crossing at all, silently."""
+    check_finite("threshold", threshold, owner)
     t = jnp.asarray(t)
     V = jnp.asarray(V)
     if t.ndim != 1 or V.ndim < 1 or V.shape[-1] != t.shape[0] or t.shape[0] < 2:
@@ -142,6 +147,8 @@ def _check_window(owner, window):
         start, stop = window
     except (TypeError, ValueError):
         raise ValueError(f"{owner}: `window` must be a pair (start, stop) in ms, got {window!r}.") from None
+    check_finite("window", start, owner)
+    check_finite("window", stop, owner)
     s_c, e_c = concrete_array(start), concrete_array(stop)
     if s_c is not None and e_c is not None and not np.all(e_c > s_c):
         raise ValueError(f"{owner}: `window` must have stop > start (ms), got {window!r}.")
@@ -161,7 +168,7 @@ def spike_count(
     Example:
         >>> hh.spike_count(tr.t, tr.V, window=(1.0, 41.0))
     """
-    t, V = _check_trace("hh.spike_count", t, V)
+    t, V = _check_trace("hh.spike_count", t, V, threshold)
     window = _check_window("hh.spike_count", window)
     crosses, when = _crossings_linear(t, V, threshold)
     return jnp.sum(crosses & _in_window(when, window), axis=-1)
@@ -180,7 +187,7 @@ def firing_rate(
     Example:
         >>> hh.firing_rate(tr.t, tr.V, window=(1.0, 501.0))
     """
-    t, V = _check_trace("hh.firing_rate", t, V)
+    t, V = _check_trace("hh.firing_rate", t, V, threshold)
     window = _check_window("hh.firing_rate", window)
     start, stop = (t[0], t[-1]) if window is None else window
     return spike_count(t, V, threshold, window=window) * 1000.0 / (stop - start)
@@ -216,6 +223,7 @@ def first_spike_latency(
     Example:
         >>> hh.first_spike_latency(tr.t, tr.V, onset=1.0)
     """
+    check_finite("onset", onset, "hh.first_spike_latency")
     times, _ = _padded(t, V, threshold, max_spikes, "hh.first_spike_latency")
     after = jnp.where(times >= onset, times, jnp.inf)
     first = jnp.min(after, axis=-1, initial=jnp.inf)
@@ -223,7 +231,7 @@ def first_spike_latency(
 
 
 def _padded(t, V, threshold, max_spikes, owner):
-    t, V = _check_trace(owner, t, V)
+    t, V = _check_trace(owner, t, V, threshold)
     out = spike_times(t, V, threshold, max_spikes=max_spikes)
     if isinstance(out, tuple):
         return out

@@ -12,7 +12,7 @@ from ._analysis import first_spike_latency, spike_count
 from ._membrane import AbstractMembrane
 from ._solve import simulate
 from ._stimulus import Step
-from ._validation import check_finite
+from ._validation import check_count, check_finite
 
 _SAVE_DT = 0.05  # ms: resolves every HH spike (≥ 1 ms wide); times are refined sub-sample
 
@@ -149,8 +149,7 @@ def rheobase(
         raise ValueError(f"{owner}: need finite `low` < `high` (µA/cm²), got low={low}, high={high}.")
     if not tol > 0:
         raise ValueError(f"{owner}: `tol` must be > 0 µA/cm², got {tol}.")
-    if not (isinstance(per_round, int) and per_round >= 1):
-        raise ValueError(f"{owner}: `per_round` must be a positive integer, got {per_round!r}.")
+    per_round = check_count("per_round", per_round, owner)
     threshold = membrane.spike_threshold() if threshold is None else threshold
 
     def fires(amplitudes):

@@ -57,6 +57,8 @@ class Recording:
 
     def window(self, start: float, stop: float) -> "Recording":
         """The samples with start ≤ t ≤ stop (ms), times shifted to start at 0."""
+        check_finite("start", start, "Recording.window")
+        check_finite("stop", stop, "Recording.window")
         keep = (self.t >= start) & (self.t <= stop)
         if keep.sum() < 2:
             raise ValueError(f"Recording.window: fewer than 2 samples in [{start}, {stop}] ms.")
@@ -68,6 +70,7 @@ class Recording:
         (e.g. the solver's save times). Downsampling first averages over the new interval, so
         noise does not alias."""
         ts = np.asarray(ts, float)
+        check_finite("ts", ts, "Recording.resample")
         if ts.ndim != 1 or ts.size < 2 or np.any(np.diff(ts) <= 0):
             raise ValueError("Recording.resample: `ts` must be a strictly increasing 1-D array.")
         if ts[0] < self.t[0] or ts[-1] > self.t[-1]:

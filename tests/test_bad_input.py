@@ -226,6 +226,16 @@ API = [
     (lambda: hh.fi_curve(P, jnp.array([1.0, NAN])), ValueError, "amplitudes"),
     (lambda: hh.fi_curve(P, jnp.array([1.0]), start=NAN), ValueError, "start"),
     (lambda: hh.rheobase(P, low=10.0, high=5.0), ValueError, "high"),
+    (lambda: hh.rheobase(P, per_round=0), ValueError, "per_round"),
+    # analysis of traces
+    (lambda: hh.spike_times(TS, jnp.zeros(51), threshold=NAN), ValueError, "threshold"),
+    (lambda: hh.spike_times(TS, jnp.zeros(51), max_spikes=1.5), ValueError, "max_spikes"),
+    (lambda: hh.spike_times(TS, jnp.zeros(50)), ValueError, "last axis"),
+    (lambda: hh.spike_count(TS, jnp.zeros(51), window=(0.0, NAN)), ValueError, "window"),
+    (lambda: hh.firing_rate(TS, jnp.zeros(51), window=(3.0, 1.0)), ValueError, "window"),
+    (lambda: hh.first_spike_latency(TS, jnp.zeros(51), onset=NAN), ValueError, "onset"),
+    (lambda tmp: hh.load_trace(trace_file(tmp, "a.npz", GOOD)).resample([0.0, NAN]), ValueError, "ts"),
+    (lambda tmp: hh.load_trace(trace_file(tmp, "a.npz", GOOD)).window(0.0, NAN), ValueError, "stop"),
 ]
 
 

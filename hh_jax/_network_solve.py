@@ -110,8 +110,7 @@ def simulate_network(
         if dt_c is None or not (np.isfinite(dt_c) and dt_c > 0):
             raise ValueError(f"{owner}: `dt` must be a positive, concrete time step (ms), got {dt}.")
         ts, fixed = _fixed_grid(float(t0_c), float(t1_c), float(dt_c), ts, dtype)
-        if not (isinstance(max_active, int) and max_active > 0):
-            raise ValueError(f"{owner}: `max_active` must be a positive integer, got {max_active!r}.")
+        max_active = check_count("max_active", max_active, owner)
         for name, proj in net.projections.items():
             idx = None if proj.dense else concrete_array(proj.pre_index)
             table = None if idx is None or not proj.synapse.post_states else out_edge_table(idx, net.populations[proj.pre].size)
@@ -127,7 +126,7 @@ def simulate_network(
         adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
         max_steps=int(max_steps), names=names, max_spikes=max_spikes, fixed=fixed,
         dt=None if dt is None else float(concrete_array(dt)),
-        max_active=max_active if isinstance(max_active, int) else 1,
+        max_active=max_active if dt is not None else 1,
     )
     arrays = dict(
         t0=jnp.asarray(t0, dtype), t1=jnp.asarray(t1, dtype), ts=ts,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._membrane import HodgkinHuxley, Pospischil
+from ._validation import check_count, check_finite
 
 __all__ = ["seed", "neuron", "pospischil", "cobahh"]
 
@@ -38,7 +39,8 @@ def _build(preset: str, defaults: dict, overrides: dict, cls=HodgkinHuxley):
             f"expected any of {list(defaults)}."
         )
     # Integers become floats so every field is differentiable and takes the solver's dtype.
-    overrides = {k: float(v) if isinstance(v, int) else v for k, v in overrides.items()}
+    overrides = {k: float(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
+                 for k, v in overrides.items()}
     return cls(**{**defaults, **overrides})
 
 
@@ -117,8 +119,8 @@ def cobahh(n: int = 4000, p: float = 0.02, seed: int = 0, excitatory_fraction: f
     from ._network import Network, Population, Projection
     from ._synapse import ExpSynapse
 
-    if not (isinstance(n, int) and n > 1):
-        raise ValueError(f"hh.presets.cobahh: `n` must be an integer > 1, got {n!r}.")
+    n = check_count("n", n, "hh.presets.cobahh", minimum=2)
+    check_finite("excitatory_fraction", excitatory_fraction, "hh.presets.cobahh")
     if not 0 < p <= 1:
         raise ValueError(f"hh.presets.cobahh: `p` must lie in (0, 1], got {p}.")
     if not 0 < round(excitatory_fraction * n) < n:

@@ -192,6 +192,11 @@ API = [
     (lambda: hh.simulate(network(), None, t1=5.0, chunk_size=2), ValueError, "network"),
     (lambda: hh.simulate(network(), None, t1=5.0, max_spikes=0), ValueError, "max_spikes"),
     (lambda: hh.simulate(network(), None, t1=5.0, dt=NAN), ValueError, "dt"),
+    (lambda: hh.simulate(network(), None, t1=5.0, dt=0.1, max_active=0), ValueError, "max_active"),
+    (lambda: hh.presets.cobahh(n=1), ValueError, "`n`"),
+    (lambda: hh.presets.cobahh(n=10.0), ValueError, "`n`"),
+    (lambda: hh.presets.cobahh(p=NAN), ValueError, "`p`"),
+    (lambda: hh.presets.cobahh(excitatory_fraction=NAN), ValueError, "excitatory_fraction"),
     # recordings
     (lambda tmp: hh.load_trace(tmp / "missing.csv"), ValueError, "no such file"),
     (load("trace.txt", "t,V\n"), ValueError, "unknown file type"),

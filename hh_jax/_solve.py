@@ -119,6 +119,13 @@ def simulate(
     float32 and float64: the computation runs in the floating dtype of the inputs (Python
     floats follow JAX's default, float64 only when `jax_enable_x64` is on).
 
+    Everything is differentiable except the stimulus's times (pulse edges, onsets, sample
+    times): the derivative with respect to the time of a jump in the current has a term the
+    solver cannot carry (Diffrax holds jump times with no derivative), so differentiating
+    with respect to one raises a `ValueError` naming it instead of returning a wrong number;
+    use finite differences for times. Inputs are checked before anything is compiled, and
+    requests too big for memory are refused with their size (see `HH_JAX_MEMORY_BUDGET`).
+
     A batch — array-valued parameters, stimulus parameters or `v0`, broadcast together —
     is one ODE over all neurons with a shared step size, controlled so that every neuron
     meets the tolerance (within a chunk, and within each device's slice when sharded: so a
@@ -148,7 +155,9 @@ def simulate(
       (`hh.SolverError`; under `jax.jit` Equinox's runtime error with the same text); if False
       the trace comes back with `success == False` (values after the failure are inf).
     - `adjoint`: a `diffrax.AbstractAdjoint` for gradients; default
-      `diffrax.RecursiveCheckpointAdjoint()`.
+      `diffrax.RecursiveCheckpointAdjoint()` (reverse mode: `jax.grad`, `jax.jacrev`). Forward
+      mode (`jax.jvp`, `jax.jacfwd`) needs `adjoint=diffrax.ForwardMode()`; without it the
+      error says so.
     - `chunk_size`: for large batches, the number of neurons solved per compiled call; the
       chunks run one after another, so peak memory is set by the chunk and the saved output
       (e.g. 100,000 neurons × 2001 V samples in chunks of 10,000).

@@ -252,6 +252,14 @@ def _output_folder(folder, names, overwrite):
     return paths
 
 
+def _check_figure_format(path):
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise CLIError(f"--plot must end in one of {', '.join('.' + f for f in sorted(formats))}, got {path.name!r}")
+
+
 @contextlib.contextmanager
 def _atomic(path):
     """Yield a temporary path beside `path` (same suffix) and rename it into place on
@@ -291,6 +299,8 @@ def _simulate(args):
     out = pathlib.Path(args.out)
     if out.suffix not in (".npz", ".csv"):
         raise CLIError(f"--out must end in .npz or .csv, got {out.name!r}")
+    if args.plot:
+        _check_figure_format(pathlib.Path(args.plot))
     _check_outputs([out] + ([pathlib.Path(args.plot)] if args.plot else []), args.overwrite)
     membrane = _preset(preset, params)
     stimulus = _stimulus(_stimulus_specs(args.stimulus) + config.get("stimulus", []))

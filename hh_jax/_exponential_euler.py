@@ -38,6 +38,17 @@ def _row_groups(y):
     return groups
 
 
+def jvp_diagonal(f_of, y, groups=None):
+    """(f(y), the diagonal of its Jacobian), by one forward-mode product per tangent group
+    (`groups(y)`: 0/1 mask pytrees; default one group per leading row of every leaf)."""
+    f, linear = jax.linearize(f_of, y)
+    diag = jax.tree_util.tree_map(jnp.zeros_like, y)
+    for mask in (groups or _row_groups)(y):
+        jv = linear(mask)
+        diag = jax.tree_util.tree_map(lambda d, j, m: d + j * m, diag, jv, mask)
+    return f, diag
+
+
 class ExponentialEuler(diffrax.AbstractSolver):
     """The exponential Euler method for conditionally linear ODEs, as a Diffrax solver.
 
@@ -82,13 +93,7 @@ class ExponentialEuler(diffrax.AbstractSolver):
         if self.diagonal is not None:
             f, diag = self.diagonal(t0, y0, args)
         else:
-            f_of = lambda y: terms.vf(t0, y, args)  # noqa: E731
-            groups = (self.groups or _row_groups)(y0)
-            f, linear = jax.linearize(f_of, y0)
-            diag = jax.tree_util.tree_map(jnp.zeros_like, y0)
-            for mask in groups:
-                jv = linear(mask)
-                diag = jax.tree_util.tree_map(lambda d, j, m: d + j * m, diag, jv, mask)
+            f, diag = jvp_diagonal(lambda y: terms.vf(t0, y, args), y0, self.groups)
         return jax.tree_util.tree_map(lambda y, fy, b: y + h * _phi1(b * h) * fy, y0, f, diag)
 
     def func(self, terms, t0, y0, args):

@@ -24,6 +24,7 @@ Currents are outward-positive densities (µA/cm²), potentials in mV, times in m
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import ClassVar
 
 import equinox as eqx
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ._rates import safe_exp, vtrap
+from ._validation import check_finite, check_nonnegative, is_array
 
 
 class AbstractChannel(eqx.Module):
@@ -50,6 +52,18 @@ class AbstractChannel(eqx.Module):
     gates: ClassVar[tuple[str, ...]] = ()
     positive_parameters: ClassVar[tuple[str, ...]] = ("g",)
     potential_parameters: ClassVar[tuple[str, ...]] = ("E",)
+
+    def __check_init__(self):
+        """Every numeric field finite; the `positive_parameters` (conductances, time
+        constants) >= 0. Runs for every channel, including those users define."""
+        owner = f"hh.{type(self).__name__}"
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) or is_array(value):
+                check_finite(field.name, value, owner)
+        for name in self.positive_parameters:
+            if getattr(self, name, None) is not None:
+                check_nonnegative(name, getattr(self, name), owner, "")
 
     @abc.abstractmethod
     def steady_state(self, V: Float[ArrayLike, "*batch"]) -> tuple[Float[Array, "*batch"], ...]:

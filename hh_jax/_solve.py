@@ -636,6 +636,8 @@ def stable_dtmax(membrane: AbstractMembrane, v0=None, safety: float = 2.0) -> fl
     """
     _check_membrane(membrane, "hh.stable_dtmax")
     check_positive("safety", safety, "hh.stable_dtmax", "")
+    if v0 is not None:
+        check_finite("v0", v0, "hh.stable_dtmax")
     y0 = jax.lax.stop_gradient(membrane.initial_state(v0))
     f = lambda y: membrane.derivatives(y, 0.0)  # noqa: E731
     lam = 0.0

@@ -8,6 +8,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from ._stimulus import AbstractStimulus, NoStimulus
+from ._validation import check_finite
 
 
 class Target(eqx.Module):
@@ -72,6 +73,9 @@ class Target(eqx.Module):
             raise ValueError(f"{owner}: a target needs at least 2 samples, got {ts_np.shape[0]}.")
         if not np.all(np.isfinite(ts_np)) or np.any(np.diff(ts_np) <= 0):
             raise ValueError(f"{owner}: `ts` must be finite and strictly increasing.")
+        check_finite("t0", t0, owner)
+        if v0 is not None:
+            check_finite("v0", v0, owner)
         if not ts_np[0] >= t0:
             raise ValueError(f"{owner}: `ts` must start at or after t0 = {t0} ms, got {ts_np[0]}.")
         if mask is None:

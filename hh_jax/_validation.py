@@ -57,7 +57,7 @@ def check_nonnegative(name: str, x, owner: str, unit: str) -> None:
         return
     bad = ~(np.isfinite(value) & (value >= 0))
     if np.any(bad):
-        raise ValueError(f"{owner}: `{name}` must be a finite number >= 0 {unit}, got {_show(value, bad)}.")
+        raise ValueError(f"{owner}: `{name}` must be a finite number >= 0{_unit(unit)}, got {_show(value, bad)}.")
 
 
 def check_positive(name: str, x, owner: str, unit: str, *, allow_inf: bool = False) -> None:
@@ -68,7 +68,7 @@ def check_positive(name: str, x, owner: str, unit: str, *, allow_inf: bool = Fal
     ok = (value > 0) & (np.isfinite(value) | (allow_inf & (value == np.inf)))
     if np.any(~ok):
         what = "> 0 (inf allowed)" if allow_inf else "a finite number > 0"
-        raise ValueError(f"{owner}: `{name}` must be {what} {unit}, got {_show(value, ~ok)}.")
+        raise ValueError(f"{owner}: `{name}` must be {what}{_unit(unit)}, got {_show(value, ~ok)}.")
 
 
 def check_count(name: str, x, owner: str, *, minimum: int = 1) -> int:
@@ -147,6 +147,10 @@ def broadcast_batch_shape(owner: str, named_shapes: dict[str, tuple[int, ...]]) 
         raise ValueError(
             f"{owner}: the array values do not broadcast to one batch shape: {listing}."
         ) from None
+
+
+def _unit(unit: str) -> str:
+    return f" {unit}" if unit else ""
 
 
 def _show(value: np.ndarray, bad: np.ndarray) -> str:

@@ -88,6 +88,13 @@ API = [
     (lambda: hh.presets.seed(gNaa=1.0), ValueError, "gNaa"),
     (lambda: hh.presets.seed(gNa=jnp.ones(3), gK=jnp.ones(4)), ValueError, "broadcast"),
     (lambda: hh.presets.pospischil(gM=-0.1), ValueError, "gM"),
+    # channels (and so every membrane built from them)
+    (lambda: hh.Leak(g=NAN, E=-65.0), ValueError, "`g`"),
+    (lambda: hh.Leak(g=-0.1, E=-65.0), ValueError, "`g`"),
+    (lambda: hh.HHSodium(g=120.0, E=INF), ValueError, "`E`"),
+    (lambda: hh.MCurrent(g=0.1, E=-90.0, tau_max=NAN), ValueError, "tau_max"),
+    (lambda: hh.ChannelMembrane({"leak": hh.Leak(g=0.1, E=-65.0)}, Cm=NAN), ValueError, "Cm"),
+    (lambda: hh.ChannelMembrane({}), ValueError, "channel_map"),
     # stimuli
     (lambda: hh.Pulse(start=0.0, stop=NAN, amplitude=1.0), ValueError, "stop"),
     (lambda: hh.Pulse(start=5.0, stop=2.0, amplitude=1.0), ValueError, "stop"),
@@ -163,6 +170,7 @@ API = [
     (spikes(max_spikes=2.0), ValueError, "max_spikes"),
     (lambda: hh.stable_dtmax("seed"), TypeError, "membrane"),
     (lambda: hh.stable_dtmax(P, safety=NAN), ValueError, "safety"),
+    (lambda: hh.stable_dtmax(P, v0=NAN), ValueError, "v0"),
     # networks
     (lambda: hh.Population(P, size=0), ValueError, "size"),
     (lambda: hh.Population(P, size=3, sharpness=NAN), ValueError, "sharpness"),
@@ -227,6 +235,8 @@ API = [
     (lambda: hh.Target(stimulus=STEP, ts=TS[::-1], V=jnp.zeros(51)), ValueError, "ts"),
     (lambda: hh.Target(stimulus=STEP, ts=TS, V=jnp.zeros(51), weight=0.0), ValueError, "weight"),
     (lambda: hh.Target(stimulus=STEP, ts=TS, V=jnp.zeros(51), sigma=NAN), ValueError, "sigma"),
+    (lambda: hh.Target(stimulus=STEP, ts=TS, V=jnp.zeros(51), v0=NAN), ValueError, "v0"),
+    (lambda: hh.Target(stimulus=STEP, ts=TS, V=jnp.zeros(51), t0=NAN), ValueError, "t0"),
     (lambda: hh.SmoothedTraceMSE(width=0.0), ValueError, "width"),
     (lambda: hh.fi_curve(P, jnp.array([1.0, NAN])), ValueError, "amplitudes"),
     (lambda: hh.fi_curve(P, jnp.zeros((0,))), ValueError, "non-empty"),

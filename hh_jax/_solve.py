@@ -34,8 +34,10 @@ from ._vector_field import vector_field
 
 DEFAULT_SAVE_DT = 0.025  # ms: NEURON's default time step, when no `ts` is given
 MAX_RTOL = 0.1  # a relative tolerance of 10 % or more controls nothing
-# Peak copies of the saved output: Diffrax's save buffer, two reorderings, the returned trace.
-_OUTPUT_COPIES = 4
+# Peak copies of the saved output: the whole batch's result and its reordering into the
+# returned trace, plus, for the neurons solved at once (a chunk), Diffrax's save buffer and
+# the compiled solve's output.
+_OUTPUT_COPIES, _CHUNK_COPIES = 2, 2
 
 _FAILURE_MESSAGES = (
     "hh.simulate: the solver hit its step limit (max_steps) before reaching t1. Increase "
@@ -229,8 +231,9 @@ def simulate(
         "hh.simulate", "the saved trace",
         (*problem.batch_shape, len(save_rows), problem.arrays["ts"].shape[0]),
         problem.arrays["ts"].dtype.itemsize,
-        "save fewer times (`ts`), save='V', or keep only spike times with hh.simulate_spikes",
-        copies=_OUTPUT_COPIES,
+        "save fewer times (`ts`) or only V (save='V'), solve in chunks (`chunk_size`), or keep "
+        "only spike times with hh.simulate_spikes",
+        copies=_OUTPUT_COPIES + _CHUNK_COPIES * _chunk_fraction(problem),
     )
     static = _static_options("hh.simulate", solver, adjoint, max_steps, save_rows, None, steps)
     ys, success, stats = _run(problem, static, throw)
@@ -340,6 +343,12 @@ class _Problem(NamedTuple):
     arrays: dict
     devices: tuple
     chunk_size: int | None
+
+
+def _chunk_fraction(problem) -> float:
+    """The fraction of the batch solved at once (1 unless an eager batch is chunked)."""
+    size = math.prod(problem.batch_shape)
+    return min(size, problem.chunk_size or size) / size
 
 
 def _static_options(owner, solver, adjoint, max_steps, save_rows, max_spikes, steps) -> "_Static":

@@ -117,16 +117,16 @@ def _host_memory() -> float:
         return math.inf
 
 
-def check_memory(owner: str, what: str, shape, itemsize: int, remedy: str, copies: int = 1) -> None:
+def check_memory(owner: str, what: str, shape, itemsize: int, remedy: str, copies: float = 1) -> None:
     """Refuse, before allocating, `copies` arrays of `shape` (`itemsize` bytes per entry) that
     exceed the memory budget, with a message naming the size and the remedy."""
     entries = math.prod(int(n) for n in shape)
-    need = entries * int(itemsize) * copies
+    need = int(entries * int(itemsize) * copies)
     budget = memory_budget()
     if need > budget:
         raise ValueError(
             f"{owner}: {what} needs {_format_bytes(need)} ({' × '.join(f'{int(n):,}' for n in shape)} "
-            f"values{f' × {copies} copies' if copies > 1 else ''}), more than the "
+            f"values{f' × {copies:.3g} copies' if copies != 1 else ''}), more than the "
             f"{_format_bytes(budget)} memory budget; {remedy} (or raise {MEMORY_BUDGET_ENV})."
         )
 

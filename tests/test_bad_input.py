@@ -429,9 +429,10 @@ def test_nan_is_refused_at_the_root(value):
             build()
 
 
+@pytest.mark.solve
 def test_memory_budget_refuses_before_allocating(monkeypatch):
     """Requests are sized before anything is allocated, against a budget that the
-    environment can set; the message names the size and the remedy."""
+    environment can set; the message names the size and the remedy, and the remedy works."""
     from hh_jax._validation import MEMORY_BUDGET_ENV, memory_budget
 
     assert 0 < memory_budget() < math.inf
@@ -443,6 +444,11 @@ def test_memory_budget_refuses_before_allocating(monkeypatch):
         hh.simulate_spikes(hh.presets.seed(gNa=jnp.linspace(100.0, 120.0, 1000)), STEP, t1=5.0)
     with pytest.raises(ValueError, match="edges"):
         projection(weight=np.broadcast_to(0.1, (1000, 1000)), edges=None)()
+    batch = hh.presets.seed(gNa=jnp.linspace(100.0, 120.0, 400))  # 400 × 201 V samples: 0.64 MB
+    monkeypatch.setenv(MEMORY_BUDGET_ENV, "2MB")
+    with pytest.raises(ValueError, match="chunk_size"):
+        hh.simulate(batch, STEP, t1=5.0, save="V")  # 4 copies: 2.6 MB
+    assert hh.simulate(batch, STEP, t1=5.0, save="V", chunk_size=40).V.shape == (400, 201)
     monkeypatch.setenv(MEMORY_BUDGET_ENV, "lots")
     with pytest.raises(ValueError, match=MEMORY_BUDGET_ENV):
         memory_budget()

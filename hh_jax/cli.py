@@ -60,7 +60,9 @@ def main(argv=None) -> int:
         print(f"hh-jax {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # the contract: one line, never a traceback
-        known = isinstance(err, (CLIError, ValueError, TypeError, OSError, KeyError))
+        # Refusals, solver failures (hh.SolverError and XLA's runtime errors are RuntimeErrors)
+        # and file errors speak for themselves; anything else is named by its type.
+        known = isinstance(err, (CLIError, ValueError, TypeError, OSError, KeyError, RuntimeError))
         return _fail(f"hh-jax {args.command}", _one_line(err) if known else f"{type(err).__name__}: {_one_line(err)}")
 
 
@@ -307,7 +309,8 @@ def _simulate(args):
     n = int(round(t1 / dt)) + 1
     check_memory("--t1/--dt", f"an output of {n:,} samples of t, V and I", (n, 3), 8, "use a larger --dt or a shorter --t1")
     ts = jnp.linspace(0.0, t1, n)
-    tr = hh.simulate(membrane, stimulus, t1=t1, ts=ts, v0=v0, rtol=rtol, atol=rtol, save="V")
+    tr = hh.simulate(membrane, stimulus, t1=t1, ts=ts, v0=v0, rtol=rtol, atol=rtol, save="V",
+                     max_steps=args.max_steps)
     current = np.zeros(n) if stimulus is None else np.asarray(jax.vmap(stimulus)(ts))
     t, V = np.asarray(tr.t), np.asarray(tr.V)
     with _atomic(out) as tmp:
@@ -493,6 +496,8 @@ def _parser():
     sim.add_argument("--dt", type=_finite, help="sampling interval of the output (ms, default 0.025)")
     sim.add_argument("--v0", type=_finite, help="initial potential (mV; default the preset's rest)")
     sim.add_argument("--rtol", type=_finite, help="solver tolerance (relative and absolute, default 1e-6)")
+    sim.add_argument("--max-steps", type=_positive_int, default=16384,
+                     help="solver step limit (default 16384); raise it for long simulations")
     sim.add_argument("--config", help="TOML file with preset, t1, dt, v0, rtol, [parameters] and "
                      "[[stimulus]] (kind = ...); no other keys")
     sim.add_argument("--out", default="trace.npz", help="output .npz (t, V, I with units) or .csv (t,V,I)")

@@ -285,6 +285,7 @@ CLI = [
     (["simulate", "--stimulus", "train:start=1,width=1,amplitude=1,count=2.5,period=5"], "count"),
     (["simulate", "--stimulus", "train:start=1,width=1,amplitude=1,count=1e12,period=2"], "memory budget"),
     (["simulate", "--t1", "10000", "--dt", "0.000001"], "memory budget"),
+    (["simulate", "--max-steps", "0"], "--max-steps"),
     (["simulate", "--out", "{tmp}/trace.txt"], ".npz or .csv"),
     (["simulate", "--out", "{tmp}/t.npz", "--plot", "{tmp}/t.xyz"], "--plot"),
     (["simulate", "--out", "{tmp}/existing.npz"], "--overwrite"),
@@ -502,4 +503,5 @@ def test_cli_solver_failure_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(hh, "simulate", fail)
     status = main(["simulate", "--t1", "2", "--out", str(tmp_path / "t.npz")])
     err = capsys.readouterr().err.strip()
-    assert status == 2 and err.endswith("step limit (max_steps)") and len(err.splitlines()) == 1
+    assert status == 2 and err.endswith("error: hh.simulate: the solver hit its step limit (max_steps)")
+    assert len(err.splitlines()) == 1

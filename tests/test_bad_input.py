@@ -124,6 +124,8 @@ API = [
     (noise(sigma=-1.0), ValueError, "sigma"),
     (noise(stop=INF), ValueError, "stop"),
     (noise(dt=0.0), ValueError, "dt"),
+    (noise(key=3), TypeError, "`key`"),
+    (noise(stop=1e6, dt=1e-6), ValueError, "memory budget"),
     (lambda: STEP + 3.0, TypeError, "unsupported"),
     # simulate
     (lambda: hh.simulate("seed", STEP, t1=5.0), TypeError, "membrane"),

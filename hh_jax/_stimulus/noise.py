@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from .._validation import check_finite, check_nonnegative, check_positive, concrete_array
+from .._validation import check_finite, check_memory, check_nonnegative, check_positive, concrete_array
 from .base import AbstractStimulus, check_broadcast, check_window
 
 
@@ -53,7 +53,15 @@ class Noise(AbstractStimulus):
         self.mean, self.sigma = mean, sigma
         self.tau, self.start, self.stop, self.dt = float(tau), float(start), float(stop), float(dt)
         n = int(math.ceil((self.stop - self.start) / self.dt)) + 1
-        self.unit_path = _unit_ou_paths(key, n, math.exp(-self.dt / self.tau))
+        check_memory(owner, f"a noise path of {n:,} samples", (n,), 8,
+                     "use a larger `dt` or a shorter window")
+        try:
+            self.unit_path = _unit_ou_paths(key, n, math.exp(-self.dt / self.tau))
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"{owner}: `key` must be a JAX PRNG key such as jax.random.key(0) (or a batch of "
+                f"them), got {type(key).__name__} ({str(err).splitlines()[0]})."
+            ) from None
 
     def __check_init__(self):
         owner = "hh.Noise"

@@ -122,9 +122,9 @@ def simulate(
     floats follow JAX's default, float64 only when `jax_enable_x64` is on).
 
     Everything is differentiable except the stimulus's times (pulse edges, onsets, sample
-    times): the derivative with respect to the time of a jump in the current has a term the
-    solver cannot carry (Diffrax holds jump times with no derivative), so differentiating
-    with respect to one raises a `ValueError` naming it instead of returning a wrong number;
+    times): a trace is not differentiable in the time of a jump in the current wherever it
+    meets a save time, where a gradient would be one-sided, so differentiating with respect
+    to one raises a `ValueError` naming it instead of returning a number that may be wrong;
     use finite differences for times. Inputs are checked before anything is compiled, and
     requests too big for memory are refused with their size (see `HH_JAX_MEMORY_BUDGET`).
 

@@ -5,15 +5,17 @@ batched) with two methods: `__call__(t)` gives the current at time t, and `disco
 lists the times where the current jumps, so the adaptive solver lands on them instead of
 stepping over a short pulse. Stimuli add with `+`.
 
-Stimulus times are not differentiable. The derivative of a solution with respect to the time
-of a jump in the current has a term the solver cannot see: the current switched at that
-instant, so the state's sensitivity jumps by (f before − f after) there. The adaptive solver
-steps exactly onto each jump time, but Diffrax holds those times as controller state with no
-derivative, so `jax.grad` would silently return a wrong number (86 instead of 42 for the
-`stop` of a 1 ms pulse). `guard_times` therefore makes every field listed in a stimulus's
+Stimulus times are not differentiable. A loss of a trace is not differentiable in the time
+of a jump in the current wherever that time coincides with a save time — and with edges and
+save grids at round numbers (a pulse ending at 6 ms, samples every 0.025 ms) it nearly always
+does. There `jax.grad` returns one one-sided derivative (86 where the central difference,
+the mean of the two sides, is 42, for the `stop` of a 1 ms pulse), and derivatives with
+respect to `Sampled.times` were meaningless (±1e20). Away from such coincidences the
+solver's derivative is right (it matched central differences to 3e-5), but a gradient that
+is right or wrong depending on where the edge sits relative to the save grid is a silent
+wrong answer. `guard_times` therefore makes every field listed in a stimulus's
 `time_fields` refuse differentiation with an error at trace time; amplitudes, offsets and
-other values stay differentiable. (A correct derivative needs the solve reparametrised in
-time so the jumps sit at fixed solver times, which hh_jax does not do.)
+other values stay differentiable.
 """
 
 from __future__ import annotations
@@ -169,9 +171,8 @@ def _unflag_shared(stimulus, flags):
 
 def guard_times(stimulus: AbstractStimulus, owner: str) -> AbstractStimulus:
     """`stimulus` with each traced leaf of its `time_fields` passed through an identity that
-    raises, when differentiated, a `ValueError` naming the field (the solver cannot give the
-    derivative with respect to a jump time; see the module docstring). Concrete leaves are
-    left as they are: they cannot be differentiated."""
+    raises, when differentiated, a `ValueError` naming the field (see the module docstring
+    for why). Concrete leaves are left as they are: they cannot be differentiated."""
     if isinstance(stimulus, Sum):
         return Sum(tuple(guard_times(term, owner) for term in stimulus.terms))
     for name in getattr(stimulus, "time_fields", ()):
@@ -192,8 +193,8 @@ def _refuse_time_tangent(owner, field, primals, tangents):
     if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
         raise ValueError(
             f"{owner}: cannot differentiate with respect to `{field}` (ms), a time where the "
-            "stimulus current jumps: the adaptive solver steps exactly onto it but carries no "
-            "derivative for it, so the gradient would be wrong. Differentiate with respect to "
+            "stimulus current jumps: the trace is not differentiable in it wherever it meets a "
+            "save time, so the gradient could be wrong. Differentiate with respect to "
             "amplitudes, use finite differences for times, or wrap the time in "
             "jax.lax.stop_gradient."
         )

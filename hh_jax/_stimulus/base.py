@@ -9,13 +9,14 @@ Stimulus times are not differentiable. A loss of a trace is not differentiable i
 of a jump in the current wherever that time coincides with a save time — and with edges and
 save grids at round numbers (a pulse ending at 6 ms, samples every 0.025 ms) it nearly always
 does. There `jax.grad` returns one one-sided derivative (86 where the central difference,
-the mean of the two sides, is 42, for the `stop` of a 1 ms pulse), and derivatives with
-respect to `Sampled.times` were meaningless (±1e20). Away from such coincidences the
-solver's derivative is right (it matched central differences to 3e-5), but a gradient that
-is right or wrong depending on where the edge sits relative to the save grid is a silent
-wrong answer. `guard_times` therefore makes every field listed in a stimulus's
-`time_fields` refuse differentiation with an error at trace time; amplitudes, offsets and
-other values stay differentiable.
+the mean of the two sides, is 42, for the `stop` of a 1 ms pulse; ±2.8e20 was reported for
+`Sampled.times`). With the save grid off the edges the solver's derivative matched central
+differences for `Pulse`, `Ramp` and `Sampled` edges (to 1e-4), but not for
+`PulseTrain.period` (0.054 against −0.0071). A gradient that is right or wrong depending on
+the kind of stimulus and on where its edges sit relative to the save grid is a silent wrong
+answer, so `guard_times` makes every field listed in a stimulus's `time_fields` refuse
+differentiation with an error at trace time; amplitudes, offsets and other values stay
+differentiable.
 """
 
 from __future__ import annotations

@@ -220,8 +220,8 @@ def _load_config(path):
         raise CLIError(f"{path}: stimulus must be [[stimulus]] tables with kind = \"...\"")
     terms = []
     for s in stimuli:
-        if not isinstance(s.get("kind"), str):
-            raise CLIError(f"{path}: every [[stimulus]] needs kind = one of {', '.join(_STIMULI)}")
+        if s.get("kind") not in _STIMULI:
+            raise CLIError(f"{path}: every [[stimulus]] needs kind = one of {', '.join(_STIMULI)}, got {s.get('kind')!r}")
         fields = {k: _number(v, f"{path}: stimulus {s['kind']}.{k}") for k, v in s.items() if k != "kind"}
         terms.append((s["kind"], fields))
     config["stimulus"] = terms

@@ -297,6 +297,7 @@ CLI = [
     (["simulate", "--config", "{tmp}/words.toml"], "number"),
     (["simulate", "--config", "{tmp}/spliced.toml"], "number"),
     (["simulate", "--config", "{tmp}/kindless.toml"], "kind"),
+    (["simulate", "--config", "{tmp}/zap.toml"], "zap"),
     (["simulate", "--config", "{tmp}/broken.toml"], "TOML"),
     (["simulate", "--config", "{tmp}/missing.toml"], "no such config"),
     (["simulate", "--config", "{tmp}/params.toml"], "parameters"),
@@ -328,6 +329,7 @@ def _cli_files(tmp):
     trace_file(tmp, "words.toml", 't1 = "fifty"\n')
     trace_file(tmp, "spliced.toml", '[[stimulus]]\nkind = "step"\nstart = "1,amplitude=1e9"\n')
     trace_file(tmp, "kindless.toml", "[[stimulus]]\nstart = 1.0\n")
+    trace_file(tmp, "zap.toml", '[[stimulus]]\nkind = "zap"\nstart = 1.0\n')
     trace_file(tmp, "broken.toml", "t1 = = 3\n")
     trace_file(tmp, "params.toml", "parameters = 3\n")
     (tmp / "done").mkdir()

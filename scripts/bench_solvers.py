@@ -3,14 +3,16 @@ Tsit5 and `hh.RushLarsen` beside Jaxley Crank–Nicolson, and the cost of the wa
 
 Case (as scripts/benchmark.py): NEURON's `hh` (6.3 °C), 9 µA/cm² step from 1 to 41 ms,
 50 ms, V saved every 0.025 ms, N identical neurons (one shared-step solve). For every row:
-wall time (median of --repeats calls after a warm-up call, `jax.block_until_ready`),
+wall time (median and minimum of --repeats calls after a warm-up call, the rows of one N
+called in turn so that outside load spreads over all of them; `jax.block_until_ready`),
 first-call time (compilation included), solver steps, the spike-time error of neuron 0
 against NEURON (CVODE, usetable_hh = 0; scripts/benchmark.py), and the ratio to Jaxley's
-Crank–Nicolson (dt 0.025 ms) wall time measured in the same process.
+Crank–Nicolson (dt 0.025 ms) time measured in the same process (of medians, of minima).
 
 Saving rows (N <= --dense-max, Tsit5): `SaveAt(ts=..., fn=V)` inside the loop (what
 `hh.simulate` does) against `SaveAt(dense=True)` with the dense solution evaluated at every
-save time after the loop (vectorised), and the RK stage loop's `scan_kind="bounded"`.
+save time after the loop (vectorised), the RK stage loop's `scan_kind="bounded"`, and no
+saving at all (the state at t1: what saving costs).
 Dense output keeps every step (max_steps × state × stages), so only small batches.
 
 Every group runs in its own process (JAX's dtype and Equinox's EQX_ON_ERROR are fixed per
@@ -29,11 +31,12 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from benchmark import AMPLITUDE, DT_SAVE, N_SAVE, START, STOP, T1, _available, _timed, case_jaxley  # noqa: E402
+from benchmark import AMPLITUDE, DT_SAVE, N_SAVE, START, STOP, T1, _available, jaxley_run  # noqa: E402
 
 # NEURON 9, CVODE atol = rtol = 1e-10, usetable_hh = 0 (RESEARCH.md; benchmark.neuron_reference()).
 NEURON_SPIKES = [3.0210, 18.4959, 33.7268]
@@ -67,7 +70,18 @@ def _spike_error(t, v):
     return float(np.max(np.abs(spikes - np.asarray(NEURON_SPIKES))))
 
 
-def _simulate_rows(n, repeats, max_steps, only):
+def _jaxley_entries(n):
+    import jax
+    import jax.numpy as jnp
+
+    run = jaxley_run("crank_nicolson")
+    forward = jax.jit(jax.vmap(run)) if n > 1 else jax.jit(run)
+    g = [jnp.full((n,) if n > 1 else (), x) for x in (120.0, 36.0, 0.3)]
+    return [dict(setting="Jaxley Crank-Nicolson dt 0.025", saving="every step",
+                 fn=lambda: (forward(*g), int(T1 / DT_SAVE)))]
+
+
+def _simulate_entries(n, max_steps, only):
     """hh.simulate (save inside the loop) for the solvers of SOLVERS named in `only`."""
     import jax
     import jax.numpy as jnp
@@ -77,27 +91,24 @@ def _simulate_rows(n, repeats, max_steps, only):
     ts = jnp.linspace(0.0, T1, N_SAVE)
     stimulus = hh.Step(start=START, stop=STOP, amplitude=AMPLITUDE)
     gNa = jnp.full(() if n == 1 else (n,), 120.0)
-    rows = []
+    entries = []
     for label, name, tol in SOLVERS:
         if name not in only or (name == "grl2" and n > 100):
             continue  # grl2: 4,000-14,000 steps, seconds per call at N = 10,000
-        solver = _solver(name)
 
         @jax.jit
-        def run(gNa, solver=solver, tol=tol):
+        def run(gNa, solver=_solver(name), tol=tol):
             tr = hh.simulate(hh.presets.neuron(gNa=gNa), stimulus, t1=T1, ts=ts, save="V",
                              solver=solver, rtol=tol, atol=tol, max_steps=max_steps)
             return tr.V, tr.num_steps
 
-        (V, steps), first, wall = _timed(lambda: run(gNa), repeats)
-        rows.append(dict(setting=f"{label} rtol {tol:g}", saving="ts in loop (hh.simulate)",
-                         steps=int(steps), first_s=first, wall_s=wall,
-                         spike_error_ms=_spike_error(ts, V if n == 1 else V[0])))
-    return rows
+        entries.append(dict(setting=f"{label} rtol {tol:g}", saving="ts in loop (hh.simulate)",
+                            fn=lambda run=run: run(gNa)))
+    return entries
 
 
-def _saving_rows(n, repeats, max_steps):
-    """The same Tsit5 solve as hh.simulate, written with diffrax directly, saved three ways."""
+def _saving_entries(n, max_steps):
+    """The same Tsit5 solve as hh.simulate, written with diffrax directly, saved four ways."""
     import diffrax
     import jax
     import jax.numpy as jnp
@@ -117,26 +128,46 @@ def _saving_rows(n, repeats, max_steps):
         controller = diffrax.ClipStepSizeController(
             diffrax.PIDController(rtol=tol, atol=tol, norm=norm),
             jump_ts=jnp.asarray(stimulus.discontinuities(), ts.dtype))
-        saveat = (diffrax.SaveAt(dense=True) if mode == "dense"
-                  else diffrax.SaveAt(ts=ts, fn=lambda t, y, args: y[0]))
+        saveat = {"dense": diffrax.SaveAt(dense=True), "none": diffrax.SaveAt(t1=True),
+                  "ts": diffrax.SaveAt(ts=ts, fn=lambda t, y, args: y[0])}[mode]
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(hh.vector_field), solver, t0=0.0, t1=T1, dt0=None,
             y0=p.initial_state(None, jnp.shape(gNa)), args=(p, stimulus), saveat=saveat,
             stepsize_controller=controller, max_steps=max_steps, throw=False)
         V = jax.vmap(lambda t: sol.evaluate(t)[0])(ts) if mode == "dense" else sol.ys
-        return jnp.moveaxis(V, 0, -1), sol.stats["num_steps"]
+        return (None if mode == "none" else jnp.moveaxis(V, 0, -1)), sol.stats["num_steps"]
 
-    rows = []
+    entries = []
     for tol in (1e-5, 1e-4):
         for mode, kw, note in (("ts", {}, "ts in loop (diffeqsolve)"),
                                ("ts", {"scan_kind": "bounded"}, "ts in loop, scan_kind='bounded'"),
                                ("dense", {}, "dense, evaluated after the loop"),
-                               ("dense", {"scan_kind": "bounded"}, "dense, scan_kind='bounded'")):
+                               ("dense", {"scan_kind": "bounded"}, "dense, scan_kind='bounded'"),
+                               ("none", {}, "none (the state at t1 only)")):
             run = jax.jit(lambda gNa, tol=tol, mode=mode, kw=kw: solve(gNa, tol, mode, diffrax.Tsit5(**kw)))
-            (V, steps), first, wall = _timed(lambda: run(gNa), repeats)
-            rows.append(dict(setting=f"Tsit5 rtol {tol:g}", saving=note, steps=int(steps), first_s=first,
-                             wall_s=wall, spike_error_ms=_spike_error(ts, V if n == 1 else V[0])))
-    return rows
+            entries.append(dict(setting=f"Tsit5 rtol {tol:g}", saving=note, fn=lambda run=run: run(gNa)))
+    return entries
+
+
+def _measure(entries, repeats, n):
+    """First call of each entry, then `repeats` rounds calling every entry in turn (so that
+    load from elsewhere on the machine spreads over all of them): median and minimum."""
+    import jax
+    import jax.numpy as jnp
+
+    ts = jnp.linspace(0.0, T1, N_SAVE)
+    for e in entries:
+        start = time.perf_counter()
+        V, steps = jax.block_until_ready(e["fn"]())
+        e.update(first_s=time.perf_counter() - start, steps=int(steps), times=[],
+                 spike_error_ms=float("nan") if V is None else _spike_error(ts, V if n == 1 else V[0]))
+    for _ in range(repeats):
+        for e in entries:
+            start = time.perf_counter()
+            jax.block_until_ready(e["fn"]())
+            e["times"].append(time.perf_counter() - start)
+    return [dict({k: v for k, v in e.items() if k not in ("fn", "times")},
+                 wall_s=float(np.median(e["times"])), min_s=float(np.min(e["times"]))) for e in entries]
 
 
 def worker(args):
@@ -144,28 +175,26 @@ def worker(args):
 
     jax.config.update("jax_enable_x64", args.dtype == "float64")
     for n in args.sizes:
-        rows = []
-        if _available("jaxley"):
-            r = case_jaxley(n, args.dtype, args.repeats, False, NEURON_SPIKES, "crank_nicolson")
-            rows.append(dict(setting="Jaxley Crank-Nicolson dt 0.025", saving="every step", steps=int(T1 / DT_SAVE),
-                             first_s=r["first_call_s"], wall_s=r["wall_s"], spike_error_ms=r["spike_error_ms"]))
-        rows += _simulate_rows(n, args.repeats, args.max_steps, args.only)
+        entries = _jaxley_entries(n) if _available("jaxley") else []
+        entries += _simulate_entries(n, args.max_steps, args.only)
         if n <= args.dense_max:
-            rows += _saving_rows(n, args.repeats, 4096)
-        for r in rows:
+            entries += _saving_entries(n, 4096)
+        for r in _measure(entries, args.repeats, n):
             r.update(n=n, dtype=args.dtype, eqx_on_error=os.environ.get("EQX_ON_ERROR", "raise"))
             print("ROW " + json.dumps(r), flush=True)
 
 
 def _table(rows):
-    jaxley = {(r["n"], r["dtype"], r["eqx_on_error"]): r["wall_s"] for r in rows if r["setting"].startswith("Jaxley")}
-    lines = [f"{'N':>6} {'dtype':7} {'EQX_ON_ERROR':12} {'setting':32} {'saving':34} {'steps':>6} "
-             f"{'first s':>8} {'wall ms':>9} {'x Jaxley':>8} {'spike err ms':>12}"]
+    jaxley = {(r["n"], r["dtype"], r["eqx_on_error"]): r for r in rows if r["setting"].startswith("Jaxley")}
+    lines = [f"{'N':>6} {'dtype':7} {'EQX_ON_ERROR':12} {'setting':32} {'saving':34} {'steps':>6} {'first s':>8} "
+             f"{'median ms':>10} {'min ms':>9} {'x Jaxley':>8} {'x (min)':>8} {'spike err ms':>12}"]
     for r in rows:
         ref = jaxley.get((r["n"], r["dtype"], r["eqx_on_error"]))
-        ratio = f"{r['wall_s'] / ref:8.2f}" if ref else f"{'-':>8}"
+        ratios = (f"{r['wall_s'] / ref['wall_s']:8.2f} {r['min_s'] / ref['min_s']:8.2f}" if ref
+                  else f"{'-':>8} {'-':>8}")
         lines.append(f"{r['n']:>6} {r['dtype']:7} {r['eqx_on_error']:12} {r['setting']:32} {r['saving']:34} "
-                     f"{r['steps']:>6} {r['first_s']:8.2f} {1e3 * r['wall_s']:9.2f} {ratio} {r['spike_error_ms']:12.5f}")
+                     f"{r['steps']:>6} {r['first_s']:8.2f} {1e3 * r['wall_s']:10.2f} {1e3 * r['min_s']:9.2f} "
+                     f"{ratios} {r['spike_error_ms']:12.5f}")
     return "\n".join(lines)
 
 

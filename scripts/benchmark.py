@@ -178,11 +178,9 @@ def case_hh_jax(n, dtype, repeats, grad, reference, rtol, chunk_size=None):
     return result
 
 
-def case_jaxley(n, dtype, repeats, grad, reference, solver):
-    import jax
-
-    jax.config.update("jax_enable_x64", dtype == "float64")
-    import jax.numpy as jnp
+def jaxley_run(solver):
+    """Jaxley's single-compartment HH cell under the case's step: `run(gNa, gK, gL)` (mS/cm²)
+    returns V (mV) every DT_SAVE ms."""
     import jaxley as jx
     from jaxley.channels import HH
 
@@ -203,6 +201,16 @@ def case_jaxley(n, dtype, repeats, grad, reference, solver):
         ps = cell.data_set("HH_gLeak", gL * 1e-3, ps)
         return jx.integrate(cell, param_state=ps, delta_t=DT_SAVE, t_max=T1, solver=solver)[0]
 
+    return run
+
+
+def case_jaxley(n, dtype, repeats, grad, reference, solver):
+    import jax
+
+    jax.config.update("jax_enable_x64", dtype == "float64")
+    import jax.numpy as jnp
+
+    run = jaxley_run(solver)
     batched = jax.jit(jax.vmap(run)) if n > 1 else jax.jit(run)
     g = [jnp.full((n,) if n > 1 else (), x) for x in (120.0, 36.0, 0.3)]
     V, first, wall = _timed(lambda: batched(*g), repeats)

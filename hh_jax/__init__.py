@@ -16,7 +16,7 @@ from ._analysis import (
     spike_times,
 )
 from ._fi_curve import FICurve, fi_curve, rheobase
-from ._fit import FitResult, fit
+from ._fit import FitInterrupted, FitResult, fit
 from ._loss import (
     AbstractLoss,
     FeatureLoss,

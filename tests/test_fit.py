@@ -55,8 +55,11 @@ def test_recovery_32_starts_two_protocols_with_noise():
     # Conductances within the 1% (and EL within 0.2 mV) of the truth that the data allow:
     # the standard errors say how far that is. gNa and gK are pinned below 1%.
     assert res.stderr["gNa"] / TRUTH["gNa"] < 0.01 and res.stderr["gK"] / TRUTH["gK"] < 0.01
-    assert res.history.shape == (32, 100) and res.polish_history.shape[0] == 32
-    assert res.n_solves > 32 * 2 * 100 and res.wall_time > 0
+    # A least-squares loss runs Levenberg–Marquardt alone (no optimiser steps), after a
+    # search that evaluated 4 × 32 candidates; it stops once every start has converged.
+    assert res.history.shape == (32, 0) and res.polish_history.shape[0] == 32
+    assert 0 < res.polish_history.shape[1] < 60 and res.converged.sum() >= 29
+    assert res.n_solves >= 4 * 32 * 2 and res.wall_time > 0
     assert abs(res.correlation[2, 3]) > 0.8  # gL and EL trade off through the leak current
 
 
@@ -241,17 +244,17 @@ def test_weighted_windows_are_least_squares_and_polished():
     assert float(jnp.sum(r**2)) == pytest.approx(float(loss(ts, V, target)), rel=1e-12)
     res = hh.fit(hh.presets.seed(**{**TRUTH, "gK": 41.0}), target, free=("gK",), loss=loss,
                  steps=0, polish=6, progress=False)
-    assert res.polish_history.shape == (1, 6)
+    assert res.polish_history.shape[0] == 1 and res.polish_history.shape[1] <= 6 and res.converged[0]
     assert res.params.gK == pytest.approx(40.0, rel=1e-4)
 
 
 def test_every_kind_of_bound_maps_the_whole_line_inside_it():
-    from hh_jax._fit import _spaces
+    from hh_jax._fit._spaces import spaces_for
 
     u = jnp.linspace(-30.0, 30.0, 121)
     cases = {(0.0, 200.0): "gNa", (1.0, np.inf): "gNa", (0.0, np.inf): "gNa", (-np.inf, 20.0): "EL", (-np.inf, np.inf): "EL"}
     for (lo, hi), name in cases.items():
-        (space,) = _spaces(hh.presets.seed(), (name,), {name: (lo, hi)})
+        (space,) = spaces_for(hh.presets.seed(), (name,), {name: (lo, hi)})
         x = np.asarray(space.natural(u))
         assert np.all(np.isfinite(x)) and np.all(x >= lo) and np.all(x <= hi), (lo, hi, space.kind)
         assert float(space.natural(0.0)) == pytest.approx(getattr(hh.presets.seed(), name))

@@ -1,0 +1,458 @@
+"""Fit: membrane parameters to voltage traces, by derivatives through the solver.
+
+The path: free parameters in an unconstrained space (`_spaces`) → membrane → one batched
+solve over all targets → loss (`_problem`) → Levenberg–Marquardt with forward-mode
+Jacobians for least-squares losses (`_least_squares`), or any Optax transformation with
+reverse-mode gradients for other losses (`_descent`), all starts at once → standard errors
+from the trace residuals (`_uncertainty`) → `FitResult` (`_result`), checkpointed as it goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .._loss import TraceMSE, is_least_squares
+from .._membrane import AbstractMembrane
+from .._solve import stable_dtmax
+from .._target import Target
+from ._descent import default_optimizer, descent_chunk, final_losses
+from ._least_squares import LMState, lm_chunk, lm_start
+from ._problem import SMOOTHING_MAX, make_problem
+from ._result import FitResult, fingerprint_mismatch, problem_fingerprint
+from ._spaces import OWNER, membrane_at, naturals, spaces_for
+from ._uncertainty import uncertainty
+
+__all__ = ["FitInterrupted", "FitResult", "fit"]
+
+COARSE_TOLERANCE = 1e-4  # rtol and atol floor of the coarse least-squares stage
+_LM_CHUNK = 5  # Levenberg–Marquardt iterations per compiled call (progress, checkpoints, early stop)
+
+
+class FitInterrupted(KeyboardInterrupt):
+    """`hh.fit` was interrupted (Ctrl-C or SIGTERM). `result` holds the progress so far as a
+    `FitResult` to pass as `resume=`; with `checkpoint=` it was also written there.
+
+    Example:
+        >>> try:
+        ...     res = hh.fit(p, targets, n_starts=32, checkpoint="fit.json")
+        ... except hh.FitInterrupted as stop:
+        ...     res = hh.fit(p, targets, n_starts=32, resume=stop.result)
+    """
+
+    def __init__(self, message, result):
+        super().__init__(message)
+        self.result = result
+
+
+def fit(
+    init: AbstractMembrane,
+    targets: Target | Sequence[Target],
+    *,
+    free: Sequence[str] = ("gNa", "gK", "gL"),
+    bounds: dict | None = None,
+    loss: Callable | None = None,
+    optimizer: optax.GradientTransformation | str | None = None,
+    steps: int | None = None,
+    n_starts: int = 1,
+    seed: int = 0,
+    polish: int = 60,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    max_steps: int = 16384,
+    chunk: int = 10,
+    progress: bool = True,
+    resume: FitResult | None = None,
+    checkpoint=None,
+    screen: int = 4,
+) -> FitResult:
+    """Fit membrane parameters to voltage traces through the solver, from many starts at once.
+
+    Each start's free parameters live in an unconstrained space (positive ones in log space,
+    bounded ones through a sigmoid, potentials in units of 10 mV). All starts and all targets
+    are solved together: targets with the same samples share one batched solve. For
+    least-squares losses (the default trace MSE, windows and positive sums of them) every
+    start runs Levenberg–Marquardt with Jacobians by forward mode through Diffrax, which
+    converges in tens of iterations; other losses (features, smoothed traces, your own) run
+    `steps` of an Optax optimiser with reverse-mode gradients. Standard errors come from the
+    Gauss–Newton approximation of the trace residuals at the best optimum. Use float64
+    (`jax_enable_x64`) for fits: in float32 the solver's rounding limits how far the loss
+    can fall.
+
+    **Arguments:**
+    - `init`: the starting membrane, e.g. `hh.presets.seed()`; its non-free parameters stay.
+    - `targets`: an `hh.Target` or a sequence of them (each its own stimulus and times).
+    - `free`: names of the parameters to fit: any of the membrane's `parameter_names`
+      (dotted paths such as "na.g" for an `hh.ChannelMembrane`).
+    - `bounds`: {name: (lower, upper)} in natural units; default a factor 100 around `init`
+      for positive parameters, ±60 mV for potentials.
+    - `loss`: `loss(ts, V, target) -> scalar`; default `hh.TraceMSE()`. Built-in losses
+      combine: `hh.TraceMSE() + 0.1 * hh.FeatureLoss()`.
+    - `optimizer`: any `optax.GradientTransformation`, or "lbfgs"; default Adam (step 0.05
+      decaying to 0.002, clipping at global norm 1, non-finite updates skipped).
+    - `steps`: optimiser steps in total (counting those of a resumed fit); default 0 for a
+      least-squares loss without an `optimizer` (Levenberg–Marquardt alone), else 100.
+    - `n_starts`: 1 starts from `init`; more draw every start at random (seeded by `seed`):
+      positive parameters log-uniform in [init/4, 4·init], others uniform in init ± 10 mV.
+    - `screen`: with several starts and Levenberg–Marquardt alone, draw `screen` × `n_starts`
+      candidates and start from the `n_starts` of lowest loss (a batched search: one loss
+      evaluation per candidate, no extra compilation); 1 draws the starts directly.
+    - `polish`: the most Levenberg–Marquardt iterations after the optimiser steps, for
+      least-squares losses; it stops early once every start has converged (0: none).
+    - `rtol`, `atol`, `max_steps`: solver options for every simulation.
+    - `chunk`: optimiser steps per compiled call.
+    - `progress`: show a progress bar with the best loss (tqdm).
+    - `resume`: a `FitResult` (from `FitResult.load`, a checkpoint or `FitInterrupted.result`)
+      to continue; it must come from the same problem (init, targets, free, bounds, loss,
+      n_starts), else a `ValueError` says what differs. The result equals an uninterrupted fit.
+    - `checkpoint`: a path; the resumable state is written there (atomically) after every
+      compiled chunk and on interrupt.
+
+    **Returns:** an `hh.FitResult`. On Ctrl-C or SIGTERM, raises `hh.FitInterrupted` whose
+    `result` resumes the fit.
+
+    Example:
+        >>> target = hh.Target(stimulus=s, ts=ts, V=v_recorded)
+        >>> res = hh.fit(hh.presets.seed(), [target], free=("gNa", "gK", "gL"), n_starts=16)
+        >>> res.params.gNa, res.stderr["gNa"]
+    """
+    start_time = time.perf_counter()
+    targets, loss, opt, use_lbfgs = _check(init, targets, loss, optimizer, n_starts, chunk, polish, steps, screen)
+    least_squares = is_least_squares(loss)
+    steps = (0 if least_squares and optimizer is None else 100) if steps is None else steps
+    spaces = spaces_for(init, free, bounds)
+    names = [s.name for s in spaces]
+    dtype = jnp.result_type(float)
+    problem = make_problem(init, targets, loss, spaces, rtol, atol, max_steps, dtype, stable_dtmax)
+    fingerprint = problem_fingerprint(init, targets, names, bounds, loss, n_starts)
+    screen = screen if least_squares and steps == 0 else 1
+    run = _Run.fresh(spaces, opt, n_starts, seed, dtype, screen) if resume is None else _Run.resumed(resume, opt, fingerprint, dtype, spaces)
+    polish = polish if least_squares else 0
+    bar = _progress_bar(progress, total=max(steps - run.done, 0) + max(polish - run.lm_done, 0))
+
+    def snapshot():
+        return _assemble(problem, run, init, spaces, names, start_time, fingerprint, final=False)
+
+    with _interrupts_raise(), contextlib.ExitStack() as stack:
+        stack.callback(lambda: bar.close() if bar is not None else None)
+        try:
+            while run.done < steps:
+                active = min(chunk, steps - run.done)
+                out = descent_chunk(problem, opt, use_lbfgs, run.u, run.opt_state, run.failed, run.best,
+                                    jnp.asarray(active), chunk)
+                run.after_descent(out, active, len(targets))
+                _advance(bar, active, run.history[-1][:, -1])
+                _save(checkpoint, snapshot)
+            _run_least_squares(problem, run, polish, bar, lambda: _save(checkpoint, snapshot))
+        except KeyboardInterrupt as err:
+            partial = snapshot()
+            _save(checkpoint, lambda: partial)
+            where = f" and written to {checkpoint}" if checkpoint is not None else ""
+            raise FitInterrupted(
+                f"hh.fit interrupted after {run.done} optimiser steps and {run.lm_done} Levenberg–Marquardt "
+                f"iterations; the progress is in this exception's `.result`{where}: pass it as `resume=`.",
+                partial,
+            ) from err
+    result = _assemble(problem, run, init, spaces, names, start_time, fingerprint, final=True)
+    _save(checkpoint, lambda: result)
+    return result
+
+
+def _run_least_squares(problem, run, polish, bar, save):
+    """Levenberg–Marquardt from every start, coarse to fine: first on both traces smoothed by
+    a Gaussian of `SMOOTHING_MAX` ms (a spike a little off in time still pulls the right way,
+    so fewer starts settle on a wrong spike), then on the traces themselves, each stage until
+    every start has converged or its share of `polish` iterations is spent."""
+    budget = (polish // 3, polish)  # iterations by the end of each stage
+    for stage, width in enumerate((SMOOTHING_MAX, 0.0)):
+        if run.lm_stage > stage or run.lm_done >= budget[stage]:
+            continue
+        # The coarse stage only has to find the basin: it solves at looser tolerances too.
+        loose = COARSE_TOLERANCE if stage == 0 else 0.0
+        staged = eqx.tree_at(lambda p: (p.smoothing, p.rtol, p.atol), problem, (
+            jnp.asarray(width, problem.smoothing.dtype), jnp.maximum(problem.rtol, loose), jnp.maximum(problem.atol, loose)))
+        run.ensure_lm(staged)
+        if run.lm is None and stage == 0 and getattr(run, "candidates", None) is not None:
+            run.lm = run.screened_start(staged)
+        elif run.lm is None or run.lm_stage < stage:
+            u, failed = (run.best[0], run.failed) if run.lm is None else (run.lm.u, run.lm.failed)
+            run.lm = lm_start(staged, u, u.dtype)
+            run.lm = eqx.tree_at(lambda s: (s.failed, s.done), run.lm, (failed, failed))
+            run.lm_stage = stage
+        while run.lm_done < budget[stage] and not bool(jnp.all(run.lm.done)):
+            active = min(_LM_CHUNK, budget[stage] - run.lm_done)
+            run.lm, hist, count = lm_chunk(staged, run.lm, jnp.asarray(active), _LM_CHUNK)
+            run.after_least_squares(np.asarray(hist)[:, : int(count)], len(problem.targets))
+            _advance(bar, int(count), np.asarray(run.lm.cost))
+            save()
+
+
+class _Run:
+    """The state of a fit between compiled chunks: what a checkpoint holds."""
+
+    def __init__(self, u, opt_state, failed, best, done, history, start_params, n_solves, lm=None,
+                 lm_done=0, lm_history=None):
+        self.u, self.opt_state, self.failed, self.best = u, opt_state, failed, best
+        self.done, self.history, self.start_params, self.n_solves = done, history, start_params, n_solves
+        self.lm, self.lm_done, self.lm_stage = lm, lm_done, 0
+        self.lm_history = lm_history if lm_history is not None else [np.zeros((u.shape[0], 0))]
+        self.first_loss = None
+        self.candidates = None
+
+    @classmethod
+    def fresh(cls, spaces, opt, n_starts, seed, dtype, screen=1):
+        """Starts drawn at random (`screen` × `n_starts` candidates, of which the least-squares
+        stage keeps the `n_starts` with the lowest loss), or `init` itself for one start."""
+        if n_starts == 1:
+            u = jnp.zeros((1, len(spaces)), dtype)
+        else:
+            rng = np.random.default_rng(seed)
+            x0 = np.stack([s.sample(rng, n_starts * screen) for s in spaces], axis=1)
+            u = jnp.asarray(np.stack([s.unconstrained(x0[:, i]) for i, s in enumerate(spaces)], axis=1), dtype)
+        candidates, u = (u, u[:n_starts]) if u.shape[0] > n_starts else (None, u)
+        run = cls(u, jax.vmap(opt.init)(u), jnp.zeros((n_starts,), bool), (u, jnp.full((n_starts,), jnp.inf, dtype)),
+                  0, [np.zeros((n_starts, 0))], naturals(spaces, u), 0)
+        run.candidates, run.spaces = candidates, spaces
+        return run
+
+    def screened_start(self, problem):
+        """The Levenberg–Marquardt start: the `n_starts` candidates of lowest loss, each
+        batch of candidates evaluated by the same compiled program as the iterations."""
+        n = self.u.shape[0]
+        states = []
+        for i in range(0, self.candidates.shape[0], n):
+            state = lm_start(problem, self.candidates[i:i + n], self.u.dtype)
+            states.append(lm_chunk(problem, state, jnp.asarray(1), _LM_CHUNK)[0])
+            self.n_solves += n * len(problem.targets)
+        every = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *states)
+        keep = jnp.argsort(jnp.where(every.failed, jnp.inf, every.cost))[:n]
+        chosen = jax.tree_util.tree_map(lambda x: x[keep], every)
+        self.u, self.start_params, self.candidates = chosen.u, naturals(self.spaces, chosen.u), None
+        return chosen
+
+    @classmethod
+    def resumed(cls, resume, opt, fingerprint, dtype, spaces):
+        state = resume._resume
+        saved = state.get("fingerprint", {})
+        differs = fingerprint_mismatch(saved, fingerprint)
+        if differs:
+            raise ValueError(f"{OWNER}: `resume` comes from a different problem: {', '.join(differs)} differ(s) "
+                             "from this call. Resume with the same init, targets, free, bounds, loss and n_starts.")
+        u = jnp.asarray(state["u"], dtype)
+        template = jax.vmap(opt.init)(u)
+        leaves = [jnp.asarray(np.asarray(v, dtype=np.dtype(dt)).reshape(shape)) for v, dt, shape in state["opt_state"]]
+        treedef = jax.tree_util.tree_structure(template)
+        if treedef.num_leaves != len(leaves):
+            raise ValueError(f"{OWNER}: `resume` was made with a different optimiser.")
+        run = cls(u, jax.tree_util.tree_unflatten(treedef, leaves), jnp.asarray(state["failed"]),
+                  (jnp.asarray(state["best_u"], dtype), jnp.asarray(state["best_loss"], dtype)),
+                  resume.steps_done, [np.asarray(resume.history)], resume.start_params, state["n_solves"],
+                  lm_done=state.get("lm_done", 0), lm_history=[np.asarray(resume.polish_history)])
+        run.first_loss = state.get("first_loss")
+        run.lm_stage = state.get("lm_stage", 0)
+        if state.get("candidates") is not None:  # interrupted before the search ended
+            run.candidates, run.spaces = jnp.asarray(state["candidates"], dtype), spaces
+        if state.get("lm") is not None:
+            run.lm = ("saved", state["lm"])  # residuals and Jacobians are recomputed on resuming
+        return run
+
+    def ensure_lm(self, problem):
+        """A saved Levenberg–Marquardt state, made whole: residuals and Jacobians at its
+        coordinates (deterministic, so the resumed fit equals an uninterrupted one)."""
+        if isinstance(self.lm, tuple):
+            lm = self.lm[1]
+            # One zero step at the saved coordinates evaluates their residuals and Jacobians.
+            start = lm_start(problem, jnp.asarray(lm["u"], self.u.dtype), self.u.dtype)
+            start = eqx.tree_at(lambda s: s.failed, start, jnp.asarray(lm["failed"]))
+            start, _, _ = lm_chunk(problem, start, jnp.asarray(1), _LM_CHUNK)
+            self.lm = eqx.tree_at(lambda s: (s.lam, s.done), start, (
+                jnp.asarray(lm["lam"], self.u.dtype), jnp.asarray(lm["done"])))
+
+    def after_descent(self, out, active, n_targets):
+        self.u, self.opt_state, self.failed, self.best, hist = out
+        # Least squares refines the descent's best iterates: a resumed fit whose descent goes
+        # further starts it afresh (as an uninterrupted fit would).
+        self.lm, self.lm_done, self.lm_stage, self.lm_history = None, 0, 0, [np.zeros((self.u.shape[0], 0))]
+        hist = np.asarray(hist)[:, :active]
+        if self.first_loss is None:
+            self.first_loss = hist[:, 0].tolist()
+        self.history.append(hist)
+        self.done += active
+        self.n_solves += active * self.u.shape[0] * n_targets
+
+    def after_least_squares(self, hist, n_targets):
+        self.lm_history.append(hist)
+        self.lm_done += hist.shape[1]
+        self.n_solves += hist.shape[1] * self.u.shape[0] * n_targets
+
+    def resume_state(self, fingerprint):
+        lm = None
+        if isinstance(self.lm, LMState):
+            lm = dict(u=np.asarray(self.lm.u).tolist(), cost=_floats(self.lm.cost), lam=_floats(self.lm.lam),
+                      done=np.asarray(self.lm.done).tolist(), failed=np.asarray(self.lm.failed).tolist())
+        elif isinstance(self.lm, tuple):
+            lm = self.lm[1]
+        return dict(
+            u=np.asarray(self.u).tolist(),
+            opt_state=[(np.asarray(x).tolist(), str(np.asarray(x).dtype), list(np.shape(x)))
+                       for x in jax.tree_util.tree_leaves(self.opt_state)],
+            failed=np.asarray(self.failed).tolist(), best_u=np.asarray(self.best[0]).tolist(),
+            best_loss=_floats(self.best[1]), n_solves=self.n_solves, lm=lm, lm_done=self.lm_done, lm_stage=self.lm_stage,
+            first_loss=self.first_loss, fingerprint=fingerprint,
+            candidates=None if self.candidates is None else np.asarray(self.candidates).tolist(),
+        )
+
+
+def _floats(x):
+    return [float(v) for v in np.asarray(x)]
+
+
+def _assemble(problem, run, init, spaces, names, start_time, fingerprint, final):
+    """The `FitResult` for the state so far (`final`: with standard errors, and checks that
+    something was fitted)."""
+    history = np.concatenate(run.history, axis=1)
+    polish_history = np.concatenate(run.lm_history, axis=1)
+    n = run.u.shape[0]
+    if isinstance(run.lm, tuple):
+        run.ensure_lm(problem)
+    if isinstance(run.lm, LMState):
+        u_final, losses = run.lm.u, np.asarray(run.lm.cost, float)
+        failed = np.asarray(run.lm.failed) | np.asarray(run.failed)
+        converged = np.asarray(run.lm.done) & ~failed
+    else:
+        u_final, losses = run.best[0], np.asarray(run.best[1], float)
+        if run.done == 0 and final:
+            losses = np.asarray(final_losses(problem, u_final), float)
+            run.n_solves += n * len(problem.targets)
+        tail = history[:, -min(10, history.shape[1]):] if history.shape[1] else losses[:, None]
+        with np.errstate(invalid="ignore"):
+            converged = np.abs(tail[:, 0] - losses) <= 1e-6 * np.abs(losses)
+        failed = np.asarray(run.failed).copy()
+        if history.shape[1] > 1:
+            # Diverged: the optimiser ended above where it began (e.g. a step size far too
+            # large); its best iterate is then no fit at all.
+            with np.errstate(invalid="ignore"):
+                failed |= ~(history[:, -1] <= history[:, 0])
+    failed = failed | ~np.isfinite(losses)
+    losses = np.where(failed, np.nan, losses)
+    converged = converged & ~failed
+    if np.all(failed):
+        if not final:
+            best = 0
+        else:
+            raise RuntimeError(
+                f"{OWNER}: every start failed (a non-finite loss or gradient, a solve that did not finish, or an "
+                f"optimiser whose loss rose from where it began). Check the targets' units and the bounds, lower "
+                f"the optimiser's step size, or loosen rtol/atol."
+            )
+    else:
+        best = int(np.nanargmin(losses))
+    u_best = jnp.asarray(u_final)[best]
+    params = membrane_at(init, spaces, u_best)
+    params = jax.tree_util.tree_map(lambda x: float(x) if eqx.is_array(x) and x.ndim == 0 else x, params)
+    p = len(spaces)
+    se, corr, cov, sigma = np.full(p, np.nan), np.full((p, p), np.nan), np.full((p, p), np.nan), float("nan")
+    if final:
+        reuse = (isinstance(run.lm, LMState) and run.lm_stage == 1 and isinstance(problem.loss, TraceMSE)
+                 and problem.loss.window is None)
+        if reuse:  # the polish's residuals are the weighted trace residuals: reuse its Jacobian
+            se, corr, cov, sigma = uncertainty(problem, u_best, run.lm.r[best], run.lm.J[best])
+        else:
+            se, corr, cov, sigma = uncertainty(problem, u_best)
+            run.n_solves += (p + 1) * len(problem.targets)
+        at_bound = [sp.name for i, sp in enumerate(spaces) if sp.at_bound(float(u_best[i]))]
+        if at_bound:
+            warnings.warn(
+                f"{OWNER}: the best fit has {at_bound} at a bound (see `bounds`); a fit that ends on a bound "
+                "is where the optimiser stopped, not an optimum, and its standard errors mean little.",
+                RuntimeWarning, stacklevel=3)
+        if not np.all(np.isfinite(se)):
+            warnings.warn(
+                f"{OWNER}: the standard errors of {[n for n, s in zip(names, se) if not np.isfinite(s)]} are "
+                "undefined (inf): the data do not determine them at the best fit (a parameter at a bound, or one "
+                "that leaves the trace unchanged).", RuntimeWarning, stacklevel=3)
+            se = np.where(np.isfinite(se), se, np.inf)
+    return FitResult(
+        params=params, loss=float(losses[best]), stderr=dict(zip(names, se.tolist())), correlation=corr,
+        covariance=cov, noise_sigma=sigma, losses=losses, history=history, polish_history=polish_history,
+        converged=converged, failed=failed, start_params=run.start_params, final_params=naturals(spaces, u_final),
+        best=best, n_solves=run.n_solves, wall_time=time.perf_counter() - start_time, free=tuple(names),
+        steps_done=run.done, _resume=run.resume_state(fingerprint),
+    )
+
+
+def _check(init, targets, loss, optimizer, n_starts, chunk, polish, steps, screen):
+    if not isinstance(init, AbstractMembrane):
+        raise TypeError(f"{OWNER}: `init` must be a membrane such as hh.presets.seed(), got {type(init).__name__}.")
+    if isinstance(targets, Target):
+        targets = (targets,)
+    targets = tuple(targets)
+    if not targets or not all(isinstance(t, Target) for t in targets):
+        raise ValueError(f"{OWNER}: `targets` must be an hh.Target or a non-empty sequence of them.")
+    counts = dict(chunk=chunk, n_starts=n_starts, polish=polish, screen=screen) | ({} if steps is None else dict(steps=steps))
+    for name, value in counts.items():
+        positive = name in ("chunk", "n_starts", "screen")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < int(positive):
+            raise ValueError(f"{OWNER}: `{name}` must be a {'positive' if positive else 'non-negative'} integer, got {value!r}.")
+    if init.batch_shape != ():
+        raise ValueError(f"{OWNER}: `init` must be a single neuron (scalar parameters), got batch shape {init.batch_shape}.")
+    loss = TraceMSE() if loss is None else loss
+    if not callable(loss):
+        raise TypeError(f"{OWNER}: `loss` must be callable as loss(ts, V, target), got {loss!r}.")
+    use_lbfgs = isinstance(optimizer, str)
+    if use_lbfgs and optimizer != "lbfgs":
+        raise ValueError(f"{OWNER}: `optimizer` must be an optax.GradientTransformation or 'lbfgs', got {optimizer!r}.")
+    opt = optax.lbfgs() if use_lbfgs else (default_optimizer() if optimizer is None else optimizer)
+    if not isinstance(opt, optax.GradientTransformation):
+        raise TypeError(f"{OWNER}: `optimizer` must be an optax.GradientTransformation, got {type(opt).__name__}.")
+    return targets, loss, opt, use_lbfgs
+
+
+def _save(checkpoint, make_result):
+    if checkpoint is not None:
+        make_result().save(checkpoint)
+
+
+@contextlib.contextmanager
+def _interrupts_raise():
+    """SIGTERM raises KeyboardInterrupt while a fit runs (main thread only), so a terminated
+    fit checkpoints like a Ctrl-C'd one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _progress_bar(enabled, total):
+    if not enabled or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="hh.fit", unit="step")
+
+
+def _advance(bar, n, losses):
+    if bar is None:
+        return
+    losses = np.asarray(losses)
+    finite = losses[np.isfinite(losses)]
+    bar.set_postfix(best=f"{finite.min():.4g}" if finite.size else "nan", failed=int(np.sum(~np.isfinite(losses))))
+    bar.update(n)

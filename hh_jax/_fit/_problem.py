@@ -1,0 +1,158 @@
+"""The objective: a start's coordinates → membrane → one solve over all targets → loss.
+
+Targets with the same samples (number, spacing, start potential given or not) are stacked:
+their stimuli are selected per lane of one batched solve (`Selected`), so a fit step over
+S starts and K targets is one vmapped solve of S × K neurons, and the fit compiles one solve
+instead of K. Other target sets are solved one after another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from .._membrane import AbstractMembrane
+from .._solve import simulate
+from .._stimulus import AbstractStimulus
+from .._target import Target
+from ._spaces import membrane_at
+
+
+class Selected(AbstractStimulus):
+    """The stimulus of one lane of a stacked solve: Σ_k `weights[k]` · `stimuli[k]`(t), with
+    `weights` one-hot. Every stimulus's jump times are handed to the solver (a few extra step
+    ends on another lane's edges, never a step across one's own)."""
+
+    stimuli: tuple
+    weights: Float[Array, " targets"]
+
+    def __call__(self, t):
+        return sum((self.weights[..., k] * s(t) for k, s in enumerate(self.stimuli[1:], 1)),
+                   self.weights[..., 0] * self.stimuli[0](t))
+
+    def discontinuities(self):
+        return jnp.concatenate([jnp.ravel(s.discontinuities()) for s in self.stimuli])
+
+    def kinks(self):
+        return jnp.concatenate([jnp.ravel(s.kinks()) for s in self.stimuli])
+
+
+SMOOTHING_MAX = 1.0  # ms: the widest Gaussian of the coarse-to-fine least-squares stage
+
+
+def smoothed(V, mask, width, dt):
+    """V smoothed by a Gaussian of traced `width` (ms; 0 leaves V as it is), normalised over
+    the mask, on a fixed kernel of ±4·SMOOTHING_MAX (one compilation for every width)."""
+    def smooth(V):
+        n = max(1, int(np.ceil(4 * SMOOTHING_MAX / dt)))
+        k = jnp.exp(-0.5 * (jnp.arange(-n, n + 1) * dt / width) ** 2).astype(V.dtype)
+        m = mask.astype(V.dtype)
+        return jnp.convolve(jnp.where(mask, V, 0.0), k, mode="same") / jnp.maximum(jnp.convolve(m, k, mode="same"), 1e-12)
+
+    return jax.lax.cond(width > 0, smooth, lambda V: V, V)
+
+
+def can_stack(targets) -> bool:
+    """One solve serves targets of equal length whose losses see the same static facts."""
+    first = targets[0]
+    return len(targets) > 1 and all(
+        t.ts.shape == first.ts.shape
+        and t.sample_dt == first.sample_dt
+        and (t.v0 is None) == (first.v0 is None)
+        for t in targets
+    )
+
+
+class Problem(eqx.Module):
+    """Everything a start's loss depends on besides its coordinates (a pytree for jit)."""
+
+    init: AbstractMembrane
+    targets: tuple[Target, ...]
+    loss: Callable
+    dtmax: Array  # per target: the largest stable step at its initial state (ms)
+    rtol: Array
+    atol: Array
+    smoothing: Array  # ms: Gaussian width applied to both traces in `residuals` (0: none)
+    spaces: tuple = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+    stacked: bool = eqx.field(static=True)
+
+    def _solve(self, membrane, target, dtmax, adjoint):
+        return simulate(
+            membrane, target.stimulus, t0=target.t0, t1=target.ts[-1], ts=target.ts,
+            v0=target.v0, save="V", rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
+            throw=False, adjoint=adjoint, dtmax=dtmax,
+        )
+
+    def _lanes(self):
+        """The stacked targets as per-lane arrays (leading axis: target)."""
+        k = len(self.targets)
+        stack = lambda f: jnp.stack([jnp.asarray(f(t)) for t in self.targets])  # noqa: E731
+        lanes = dict(
+            weights=jnp.eye(k, dtype=self.dtmax.dtype), ts=stack(lambda t: t.ts), V=stack(lambda t: t.V),
+            mask=stack(lambda t: t.mask), t0=stack(lambda t: t.t0).astype(self.dtmax.dtype),
+            weight=stack(lambda t: t.weight).astype(self.dtmax.dtype), dtmax=self.dtmax,
+        )
+        if self.targets[0].v0 is not None:
+            lanes["v0"] = stack(lambda t: t.v0).astype(self.dtmax.dtype)
+        return lanes
+
+    def _lane_target(self, lane):
+        stimuli = tuple(t.stimulus for t in self.targets)
+        fields = ["stimulus", "ts", "V", "mask", "t0", "weight"] + (["v0"] if "v0" in lane else [])
+        values = [Selected(stimuli, lane["weights"]), lane["ts"], lane["V"], lane["mask"], lane["t0"], lane["weight"]]
+        values += [lane["v0"]] if "v0" in lane else []
+        return eqx.tree_at(lambda t: [getattr(t, f) for f in fields], self.targets[0], values)
+
+    def per_target(self, membrane, fn, adjoint=None):
+        """`fn(target, V, success)` for every target, simulating `membrane`, stacked on a
+        leading axis (one batched solve when the targets stack)."""
+        if self.stacked:
+            def lane(lane):
+                target = self._lane_target(lane)
+                tr = self._solve(membrane, target, lane["dtmax"], adjoint)
+                return fn(target, tr.V, tr.success)
+            return jax.vmap(lane)(self._lanes())
+        outs = []
+        for i, target in enumerate(self.targets):
+            tr = self._solve(membrane, target, self.dtmax[i], adjoint)
+            outs.append(fn(target, tr.V, tr.success))
+        return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *outs)
+
+    def objective(self, u):
+        """(total loss, all solves succeeded) for one start."""
+        values, ok = self.per_target(membrane_at(self.init, self.spaces, u), lambda t, V, success: (t.weight * self.loss(t.ts, V, t), success))
+        return jnp.sum(values), jnp.all(ok)
+
+    def residuals(self, u):
+        """Least-squares residuals r (loss = Σ r²) and success for one start, by forward-mode
+        solves (for Jacobians by `jax.jacfwd`)."""
+        def one(t, V, success):
+            if t.sample_dt is not None:  # coarse-to-fine: both traces smoothed alike
+                V = smoothed(V, t.mask, self.smoothing, t.sample_dt)
+                t = eqx.tree_at(lambda t: t.V, t, smoothed(t.V, t.mask, self.smoothing, t.sample_dt))
+            return jnp.sqrt(t.weight) * self.loss.residuals(t.ts, V, t), success
+
+        r, ok = self.per_target(membrane_at(self.init, self.spaces, u), one, adjoint=diffrax.ForwardMode())
+        return r.reshape(-1), jnp.all(ok)
+
+
+def make_problem(init, targets, loss, spaces, rtol, atol, max_steps, dtype, dtmax_of) -> Problem:
+    cast = lambda x: jnp.asarray(x, dtype) if eqx.is_inexact_array(x) or isinstance(x, float) else x  # noqa: E731
+    cast_arrays = lambda x: jnp.asarray(x, dtype) if eqx.is_inexact_array(x) else x  # noqa: E731
+    return Problem(
+        init=jax.tree_util.tree_map(cast, init),
+        targets=jax.tree_util.tree_map(cast_arrays, targets),
+        loss=loss,
+        # Targets usually start at rest, where the error estimate is zero and steps could grow
+        # past the stability limit that the gradients (not the trace) need.
+        dtmax=jnp.asarray(np.array([dtmax_of(init, t.v0) for t in targets]), dtype),
+        rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype), smoothing=jnp.asarray(0.0, dtype),
+        spaces=spaces, max_steps=max_steps, stacked=can_stack(targets),
+    )

@@ -1,0 +1,69 @@
+"""Uncertainty: standard errors and correlations from the trace residuals at the optimum."""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._spaces import get_param
+
+
+@eqx.filter_jit
+def raw_jacobian(problem, x):
+    """Raw trace residuals e = V_model − V_data (mV, 0 where masked) at natural parameter
+    values x, and their Jacobian with respect to x, by forward mode through the solver."""
+    spaces = problem.spaces
+
+    def raw(x):
+        membrane = eqx.tree_at(lambda m: [get_param(m, s.name) for s in spaces], problem.init, list(x))
+        e = problem.per_target(membrane, lambda t, V, ok: jnp.where(t.mask, V - t.V, 0.0), diffrax.ForwardMode())
+        return e.reshape(-1)
+
+    J, e = jax.jacfwd(lambda x: (raw(x), raw(x)), has_aux=True)(x)
+    return J, e
+
+
+def uncertainty(problem, u_best, r=None, J_u=None):
+    """Standard errors and correlations of the free parameters (natural units) from the
+    Gauss–Newton approximation of the trace residuals at the optimum.
+
+    With raw residuals e_i = V_model − V_data (mV) weighted by s_i² in the fit (target
+    weight / number of samples), the estimator's covariance is the sandwich
+    A⁻¹ B A⁻¹ with A = Jᵀ S² J and B = Jᵀ S² Σ S² J, Σ = diag(σ_i²): σ from each target's
+    `sigma`, otherwise the pooled residual variance Σe²/(n − p). Equal weights reduce it to
+    σ² (JᵀJ)⁻¹. J is taken from the polish (residuals r = s·e with respect to the
+    unconstrained u, converted by the chain rule) or computed afresh.
+    """
+    spaces = problem.spaces
+    masks = [np.asarray(t.mask) for t in problem.targets]
+    s = np.concatenate([np.full(m.shape, np.sqrt(t.weight / m.sum())) for t, m in zip(problem.targets, masks)])
+    if J_u is None:
+        x_best = jnp.stack([sp.natural(u_best[i]) for i, sp in enumerate(spaces)])
+        J, e = raw_jacobian(problem, x_best)
+        J, e = np.asarray(J, float), np.asarray(e, float)
+    else:
+        dx_du = np.array([float(jax.grad(sp.natural)(u_best[i])) for i, sp in enumerate(spaces)])
+        e = np.asarray(r, float) / s
+        J = np.asarray(J_u, float) / s[:, None] / dx_du[None, :]
+    mask = np.concatenate(masks)
+    s2 = s**2
+    n, p = int(mask.sum()), len(spaces)
+    pooled = float(np.sum(e[mask] ** 2) / max(n - p, 1))
+    sig2 = np.concatenate(
+        [np.full(m.shape, pooled if t.sigma is None else t.sigma**2) for t, m in zip(problem.targets, masks)]
+    )
+    Jm, w = J[mask], s2[mask]
+    A = Jm.T @ (w[:, None] * Jm)
+    B = Jm.T @ ((w * w * sig2[mask])[:, None] * Jm)
+    try:
+        Ainv = np.linalg.inv(A)
+        cov = Ainv @ B @ Ainv
+    except np.linalg.LinAlgError:
+        cov = np.full((p, p), np.inf)
+    se = np.sqrt(np.abs(np.diag(cov)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(se, se)
+    return se, corr, cov, float(np.sqrt(pooled))

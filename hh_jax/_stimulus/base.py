@@ -22,6 +22,7 @@ differentiable.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
 from typing import ClassVar
 
@@ -174,8 +175,14 @@ def guard_times(stimulus: AbstractStimulus, owner: str) -> AbstractStimulus:
     """`stimulus` with each traced leaf of its `time_fields` passed through an identity that
     raises, when differentiated, a `ValueError` naming the field (see the module docstring
     for why). Concrete leaves are left as they are: they cannot be differentiated."""
-    if isinstance(stimulus, Sum):
-        return Sum(tuple(guard_times(term, owner) for term in stimulus.terms))
+    for field in dataclasses.fields(stimulus):  # stimuli made of stimuli (a Sum, say)
+        value = getattr(stimulus, field.name)
+        if isinstance(value, AbstractStimulus) or (
+            isinstance(value, tuple) and value and all(isinstance(v, AbstractStimulus) for v in value)
+        ):
+            guarded = (guard_times(value, owner) if isinstance(value, AbstractStimulus)
+                       else tuple(guard_times(v, owner) for v in value))
+            stimulus = eqx.tree_at(lambda s, name=field.name: getattr(s, name), stimulus, guarded)
     for name in getattr(stimulus, "time_fields", ()):
         value = getattr(stimulus, name)
         if isinstance(value, jax.core.Tracer):

@@ -15,6 +15,7 @@ from ._analysis import (
     spike_count,
     spike_times,
 )
+from ._compilation_cache import default_cache_dir, use_compilation_cache
 from ._fi_curve import FICurve, fi_curve, rheobase
 from ._fit import FitInterrupted, FitResult, fit
 from ._loss import (
@@ -74,6 +75,9 @@ from ._vector_field import vector_field
 __version__ = "0.1.0"
 
 __all__ = [
+    "FitInterrupted",
+    "default_cache_dir",
+    "use_compilation_cache",
     "AMPA",
     "AbstractSynapse",
     "ExpSynapse",

@@ -12,6 +12,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from ._analysis import _spike_times_padded
+from ._compilation_cache import diffrax_checks_as_nan
 from ._exponential_euler import ExponentialEuler
 from ._network import Network, out_edge_table
 from ._solve import (
@@ -181,15 +182,16 @@ def _adaptive(net, stimuli, y0, arrays, static):
     term = diffrax.ODETerm(lambda t, y, args: net.derivatives(t, y, stimuli, pulses=True))
     # Potentials are always sampled at ts, for spike detection; only `names` are returned.
     names = tuple(dict.fromkeys(static.names + tuple(f"{p}.V" for p in net.populations)))
-    sol = diffrax.diffeqsolve(
-        term, static.solver, t0=arrays["t0"], t1=arrays["t1"], dt0=arrays["dt0"], y0=y0,
-        saveat=diffrax.SaveAt(subs=[
-            diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: _record(net, y, names)),
-            diffrax.SubSaveAt(t1=True),
-        ]),
-        stepsize_controller=controller, max_steps=static.max_steps, adjoint=static.adjoint,
-        throw=False,
-    )
+    with diffrax_checks_as_nan():
+        sol = diffrax.diffeqsolve(
+            term, static.solver, t0=arrays["t0"], t1=arrays["t1"], dt0=arrays["dt0"], y0=y0,
+            saveat=diffrax.SaveAt(subs=[
+                diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: _record(net, y, names)),
+                diffrax.SubSaveAt(t1=True),
+            ]),
+            stepsize_controller=controller, max_steps=static.max_steps, adjoint=static.adjoint,
+            throw=False,
+        )
     recorded, last = sol.ys
     recorded = {k: jnp.moveaxis(v, 0, -1) for k, v in recorded.items()}
     final = jax.tree_util.tree_map(lambda x: x[-1], last)

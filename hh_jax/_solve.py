@@ -15,6 +15,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ._analysis import _spike_times_padded
+from ._compilation_cache import diffrax_checks_as_nan
 from ._batch import flatten_batch, run_batched
 from ._membrane import AbstractMembrane
 from ._stimulus import AbstractStimulus, NoStimulus
@@ -524,20 +525,21 @@ def _solve(membrane, stimulus, v0, batch_shape, arrays, static):
     def save_fn(t, y, args):
         return y[list(save_rows), ...]
 
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(vector_field),
-        solver,
-        t0=t0,
-        t1=t1,
-        dt0=dt0,
-        y0=y0,
-        args=(membrane, stimulus),
-        saveat=diffrax.SaveAt(ts=ts, fn=save_fn),
-        stepsize_controller=controller,
-        max_steps=max_steps,
-        adjoint=adjoint,
-        throw=False,
-    )
+    with diffrax_checks_as_nan():
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(vector_field),
+            solver,
+            t0=t0,
+            t1=t1,
+            dt0=dt0,
+            y0=y0,
+            args=(membrane, stimulus),
+            saveat=diffrax.SaveAt(ts=ts, fn=save_fn),
+            stepsize_controller=controller,
+            max_steps=max_steps,
+            adjoint=adjoint,
+            throw=False,
+        )
     ys = jnp.moveaxis(sol.ys, 0, -1)  # (time, saved, *batch) -> (saved, *batch, time)
     ys = jnp.moveaxis(ys, 0, -2)  # batch first: (*batch, saved, time)
     reached_t1 = sol.result == diffrax.RESULTS.successful

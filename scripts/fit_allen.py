@@ -39,6 +39,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import hh_jax as hh  # noqa: E402
 
+hh.use_compilation_cache()  # a repeated run skips compilation (opt-in: the library never sets it)
+
 DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "allen_518290966_sweep57.npz"
 FREE = ("gNa", "gK", "gM", "gL", "EL", "VT")
 RANGES = {  # search ranges: (low, high, log-uniform?)

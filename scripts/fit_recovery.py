@@ -27,6 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import hh_jax as hh  # noqa: E402
 
+hh.use_compilation_cache()  # a repeated run skips compilation (opt-in: the library never sets it)
+
 TRUTH = {"gNa": 100.0, "gK": 40.0, "gL": 0.25, "EL": 12.0}
 PROTOCOLS = {
     "gist pulses": hh.Pulse(start=0.0, stop=1.0, amplitude=150.0) + hh.Pulse(start=10.0, stop=11.0, amplitude=50.0),

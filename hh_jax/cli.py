@@ -12,7 +12,8 @@ The contract: every failure (bad input, a solver failure, a damaged file, a requ
 for memory) ends with one line on stderr and exit status 2, never a traceback; an interrupt
 (Ctrl-C) ends with one line and status 130. Numbers must be finite, config files may hold
 only the documented keys, and outputs are checked before any work: an existing output is
-replaced only with `--overwrite`, through a temporary file renamed into place.
+replaced only with `--overwrite`, through a temporary file renamed into place. `fit` keeps
+its progress in `<out>/fit_checkpoint.json`; `--resume` continues an interrupted fit.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def main(argv=None) -> int:
     try:
         with _float64():
             return args.run(args) or 0
-    except KeyboardInterrupt:
-        print(f"hh-jax {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        print(f"hh-jax {args.command}: interrupted{f'; {_one_line(stop)}' if str(stop) else ''}", file=sys.stderr)
         return 130
     except Exception as err:  # the contract: one line, never a traceback
         # Refusals, solver failures (hh.SolverError and XLA's runtime errors are RuntimeErrors)
@@ -254,6 +255,25 @@ def _output_folder(folder, names, overwrite):
     return paths
 
 
+_CHECKPOINT = "fit_checkpoint.json"  # hh-jax fit's resumable progress, inside --out
+
+
+def _resume_from(checkpoint, resume, overwrite):
+    """The checkpointed fit to continue (--resume), or None to start afresh; a checkpoint left
+    by an interrupted fit is never replaced silently."""
+    import hh_jax as hh
+
+    if resume:
+        if not checkpoint.exists():
+            raise CLIError(f"--resume: no checkpoint {checkpoint} to continue")
+        return hh.FitResult.load(checkpoint)
+    if checkpoint.exists() and not overwrite:
+        raise CLIError(
+            f"{checkpoint} holds an interrupted fit; pass --resume to continue it or --overwrite to start afresh"
+        )
+    return None
+
+
 def _check_figure_format(path):
     from matplotlib.backend_bases import FigureCanvasBase
 
@@ -364,14 +384,21 @@ def _fit(args):
     json_path, result_path, png_path = _output_folder(
         args.out, ("fit.json", "fit_result.json", "fit.png"), args.overwrite
     )
+    checkpoint = pathlib.Path(args.out) / _CHECKPOINT
+    resume = _resume_from(checkpoint, args.resume, args.overwrite)
     rec = hh.load_trace(path, time_unit=args.time_unit, voltage_unit=args.voltage_unit,
                         current_unit=args.current_unit, area_cm2=args.area, junction_mV=args.junction)
     if rec.I is None:
         raise CLIError(f"{path.name} has no current trace; the fit needs the stimulus")
     stimulus = rec.stimulus(args.stimulus_from)
     target = hh.Target(stimulus=stimulus, ts=rec.t, V=rec.V, v0=float(rec.V[0]))
-    res = hh.fit(init, target, free=free, n_starts=args.starts, steps=args.steps, seed=args.seed,
-                 progress=not args.no_progress)
+    try:
+        res = hh.fit(init, target, free=free, n_starts=args.starts, steps=args.steps, seed=args.seed,
+                     progress=not args.no_progress, checkpoint=checkpoint, resume=resume)
+    except hh.FitInterrupted:
+        raise KeyboardInterrupt(
+            f"the progress is saved in {checkpoint}; run the same command with --resume to continue"
+        ) from None
     if np.all(res.failed):
         raise CLIError(
             f"every one of the {args.starts} starts failed (the loss or its gradient became "
@@ -403,6 +430,7 @@ def _fit(args):
     with _atomic(png_path) as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
+    checkpoint.unlink(missing_ok=True)  # the finished result is in fit_result.json
     print(f"wrote {json_path}, {result_path} and {png_path}")
 
 
@@ -523,6 +551,8 @@ def _parser():
     fit.add_argument("--out", default="fit", help="output folder (default fit)")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
     fit.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    fit.add_argument("--resume", action="store_true",
+                     help=f"continue the fit interrupted (Ctrl-C, SIGTERM) with its progress in --out/{_CHECKPOINT}")
     fit.set_defaults(run=_fit)
 
     bench = sub.add_parser("bench", help="run scripts/benchmark.py (source checkout); arguments pass through")

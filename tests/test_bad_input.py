@@ -306,6 +306,8 @@ CLI = [
     (["fit", "{tmp}/truncated.npz", "--out", "{tmp}/f1"], "not an NPZ"),
     (["fit", "{tmp}/good.npz", "--out", "{tmp}/existing.npz"], "is a file"),
     (["fit", "{tmp}/good.npz", "--out", "{tmp}/done"], "--overwrite"),
+    (["fit", "{tmp}/good.npz", "--out", "{tmp}/stopped"], "--resume"),
+    (["fit", "{tmp}/good.npz", "--out", "{tmp}/f5", "--resume"], "no checkpoint"),
     (["fit", "{tmp}/good.npz", "--free", "gX", "--out", "{tmp}/f2"], "unknown parameter"),
     (["fit", "{tmp}/good.npz", "--starts", "0"], "--starts"),
     (["fit", "{tmp}/good.npz", "--steps", "many"], "--steps"),
@@ -335,6 +337,8 @@ def _cli_files(tmp):
     (tmp / "done").mkdir()
     (tmp / "folder.npz").mkdir()
     trace_file(tmp, "done/fit.json", "{}")
+    (tmp / "stopped").mkdir()
+    trace_file(tmp, "stopped/fit_checkpoint.json", "{}")
 
 
 @pytest.mark.parametrize("argv, word", CLI)
@@ -499,6 +503,20 @@ def test_cli_fit_whose_every_start_failed_is_one_line(tmp_path, capsys, monkeypa
     err = capsys.readouterr().err.strip()
     assert status == 2 and "every one of the 2 starts failed" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "f" / "fit.json").exists()
+
+
+def test_cli_interrupted_fit_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    """Ctrl-C (or SIGTERM) during `hh-jax fit`: one line, status 130, and the way back."""
+
+    def interrupted(*args, **kwargs):
+        raise hh.FitInterrupted("stopped", result=None)
+
+    trace_file(tmp_path, "good.npz", GOOD)
+    monkeypatch.setattr(hh, "fit", interrupted)
+    status = main(["fit", str(tmp_path / "good.npz"), "--out", str(tmp_path / "f")])
+    err = capsys.readouterr().err.strip()
+    assert status == 130 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "fit_checkpoint.json" in err and "--resume" in err
 
 
 def test_cli_solver_failure_is_one_line(tmp_path, capsys, monkeypatch):

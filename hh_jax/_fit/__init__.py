@@ -153,7 +153,8 @@ def fit(
                 run.after_descent(out, active, len(targets))
                 _advance(bar, active, run.history[-1][:, -1])
                 _save(checkpoint, snapshot)
-            _run_least_squares(problem, run, polish, bar, lambda: _save(checkpoint, snapshot))
+            coarse = steps == 0 and n_starts > 1  # random starts: find each one's basin first
+            _run_least_squares(problem, run, polish, coarse, bar, lambda: _save(checkpoint, snapshot))
         except KeyboardInterrupt as err:
             partial = snapshot()
             _save(checkpoint, lambda: partial)
@@ -168,12 +169,14 @@ def fit(
     return result
 
 
-def _run_least_squares(problem, run, polish, bar, save):
-    """Levenberg–Marquardt from every start, coarse to fine: first on both traces smoothed by
-    a Gaussian of `SMOOTHING_MAX` ms (a spike a little off in time still pulls the right way,
-    so fewer starts settle on a wrong spike), then on the traces themselves, each stage until
-    every start has converged or its share of `polish` iterations is spent."""
-    budget = (polish // 3, polish)  # iterations by the end of each stage
+def _run_least_squares(problem, run, polish, coarse, bar, save):
+    """Levenberg–Marquardt from every start. From random starts (`coarse`) it works coarse to
+    fine: first on both traces smoothed by a Gaussian of `SMOOTHING_MAX` ms (a spike a little
+    off in time still pulls the right way, so fewer starts settle on a wrong spike), then on
+    the traces themselves, each stage until every start has converged or its share of
+    `polish` iterations is spent. From a given start or after optimiser steps, only the
+    second stage runs."""
+    budget = (polish // 3 if coarse else 0, polish)  # iterations by the end of each stage
     for stage, width in enumerate((SMOOTHING_MAX, 0.0)):
         if run.lm_stage > stage or run.lm_done >= budget[stage]:
             continue

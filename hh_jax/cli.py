@@ -55,6 +55,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
+        import hh_jax as hh
+
+        hh.use_compilation_cache()  # a repeated command skips compilation (this process only)
         with _float64():
             return args.run(args) or 0
     except KeyboardInterrupt as stop:
@@ -508,7 +511,8 @@ def _parser():
     demo = sub.add_parser("demo", help="the gist's figures and a conductance fit to built-in synthetic data")
     demo.add_argument("--out", default="figures", help="folder for the PNG figures (default: figures)")
     demo.add_argument("--starts", type=_positive_int, default=8, help="random starts of the fit (default 8)")
-    demo.add_argument("--steps", type=_positive_int, default=60, help="optimiser steps before the polish (default 60)")
+    demo.add_argument("--steps", type=_nonnegative_int, default=None,
+                      help="Adam steps before Levenberg–Marquardt (default: none; LM from screened starts)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.add_argument("--overwrite", action="store_true", help="replace figures already in --out")
     demo.set_defaults(run=_demo)
@@ -539,7 +543,8 @@ def _parser():
     fit.add_argument("--set", action="append", metavar="NAME=VALUE", help="initial parameter values")
     fit.add_argument("--free", default="gNa,gK,gL", help="comma-separated parameters to fit (default gNa,gK,gL)")
     fit.add_argument("--starts", type=_positive_int, default=8, help="random starts (default 8)")
-    fit.add_argument("--steps", type=_positive_int, default=100, help="optimiser steps before the polish (default 100)")
+    fit.add_argument("--steps", type=_nonnegative_int, default=None,
+                     help="Adam steps before Levenberg–Marquardt (default: none; LM from screened starts)")
     fit.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the random starts")
     fit.add_argument("--stimulus-from", default="step", choices=("step", "sampled"),
                      help="the recorded current as a fitted step (default) or sample by sample")

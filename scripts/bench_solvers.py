@@ -11,8 +11,9 @@ Crank–Nicolson (dt 0.025 ms) time measured in the same process (of medians, of
 
 Saving rows (N <= --dense-max, Tsit5): `SaveAt(ts=..., fn=V)` inside the loop (what
 `hh.simulate` does) against `SaveAt(dense=True)` with the dense solution evaluated at every
-save time after the loop (vectorised), the RK stage loop's `scan_kind="bounded"`, and no
-saving at all (the state at t1: what saving costs).
+save time after the loop (vectorised), the same in-loop saving with the solver's dense
+information cut to the V row (so that only V is interpolated), the RK stage loop's
+`scan_kind="bounded"`, and no saving at all (the state at t1: what saving costs).
 Dense output keeps every step (max_steps × state × stages), so only small batches.
 
 Every group runs in its own process (JAX's dtype and Equinox's EQX_ON_ERROR are fixed per
@@ -107,6 +108,34 @@ def _simulate_entries(n, max_steps, only):
     return entries
 
 
+def _v_only(solver):
+    """`solver` with its dense information cut to the V row: saving then interpolates V alone
+    (`hh.simulate` interpolates the whole state and keeps V)."""
+    import diffrax
+
+    class VOnly(diffrax.AbstractWrappedSolver):
+        solver: diffrax.AbstractSolver
+
+        term_structure = property(lambda self: self.solver.term_structure)
+        interpolation_cls = property(lambda self: self.solver.interpolation_cls)
+
+        def order(self, terms):
+            return self.solver.order(terms)
+
+        def init(self, *args):
+            return self.solver.init(*args)
+
+        def func(self, *args):
+            return self.solver.func(*args)
+
+        def step(self, *args):
+            y1, error, dense, state, result = self.solver.step(*args)
+            dense = {k: v[:, :1] if k == "k" else v[:1] for k, v in dense.items()}
+            return y1, error, dense, state, result
+
+    return VOnly(solver)
+
+
 def _saving_entries(n, max_steps):
     """The same Tsit5 solve as hh.simulate, written with diffrax directly, saved four ways."""
     import diffrax
@@ -129,7 +158,9 @@ def _saving_entries(n, max_steps):
             diffrax.PIDController(rtol=tol, atol=tol, norm=norm),
             jump_ts=jnp.asarray(stimulus.discontinuities(), ts.dtype))
         saveat = {"dense": diffrax.SaveAt(dense=True), "none": diffrax.SaveAt(t1=True),
-                  "ts": diffrax.SaveAt(ts=ts, fn=lambda t, y, args: y[0])}[mode]
+                  "ts": diffrax.SaveAt(ts=ts, fn=lambda t, y, args: y[0]),
+                  "v_only": diffrax.SaveAt(ts=ts, fn=lambda t, y, args: y[0])}[mode]
+        solver = _v_only(solver) if mode == "v_only" else solver
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(hh.vector_field), solver, t0=0.0, t1=T1, dt0=None,
             y0=p.initial_state(None, jnp.shape(gNa)), args=(p, stimulus), saveat=saveat,
@@ -140,6 +171,7 @@ def _saving_entries(n, max_steps):
     entries = []
     for tol in (1e-5, 1e-4):
         for mode, kw, note in (("ts", {}, "ts in loop (diffeqsolve)"),
+                               ("v_only", {}, "ts in loop, interpolating V only"),
                                ("ts", {"scan_kind": "bounded"}, "ts in loop, scan_kind='bounded'"),
                                ("dense", {}, "dense, evaluated after the loop"),
                                ("dense", {"scan_kind": "bounded"}, "dense, scan_kind='bounded'"),

@@ -49,7 +49,6 @@ from ._membrane import (
     q10_factor,
 )
 from ._exponential_euler import ExponentialEuler
-from ._rush_larsen import RushLarsen
 from ._network import Network, Population, Projection
 from ._network_solve import NetworkTrace
 from ._plasticity import STDP, TsodyksMarkram
@@ -116,7 +115,6 @@ __all__ = [
     "PulseTrain",
     "Ramp",
     "Recording",
-    "RushLarsen",
     "Sampled",
     "Sine",
     "SmoothedTraceMSE",

@@ -342,10 +342,13 @@ def _assemble(problem, run, init, spaces, names, start_time, fingerprint, final)
             converged = np.abs(tail[:, 0] - losses) <= 1e-6 * np.abs(losses)
         failed = np.asarray(run.failed).copy()
         if history.shape[1] > 1:
-            # Diverged: the optimiser ended above where it began (e.g. a step size far too
-            # large); its best iterate is then no fit at all.
+            # Diverged: the optimiser never went below where it began and ended far above it
+            # (e.g. a step size far too large); its best iterate is then no fit at all. On a
+            # rough loss the last iterate may sit above the first while the best is far below
+            # it: that start is kept.
             with np.errstate(invalid="ignore"):
-                failed |= ~(history[:, -1] <= history[:, 0])
+                never_better = ~(np.nanmin(np.where(np.isfinite(history), history, np.inf), axis=1) < history[:, 0])
+                failed |= never_better & ~(history[:, -1] <= 2.0 * history[:, 0])
     failed = failed | ~np.isfinite(losses)
     losses = np.where(failed, np.nan, losses)
     converged = converged & ~failed
@@ -355,7 +358,7 @@ def _assemble(problem, run, init, spaces, names, start_time, fingerprint, final)
         else:
             raise RuntimeError(
                 f"{OWNER}: every start failed (a non-finite loss or gradient, a solve that did not finish, or an "
-                f"optimiser whose loss rose from where it began). Check the targets' units and the bounds, lower "
+                f"optimiser that never improved on its start and ended far above it). Check the targets' units and the bounds, lower "
                 f"the optimiser's step size, or loosen rtol/atol."
             )
     else:

@@ -103,11 +103,12 @@ class TraceMSE(AbstractLoss):
         return jnp.sum(self.residuals(ts, V, target) ** 2)
 
 
-def _smooth(V, mask, width, dt):
+def smooth(V, mask, width, dt, reach=None):
     """Gaussian smoothing (σ = width ms) of a trace sampled every dt ms, normalised over the
-    mask (so masked samples and the ends do not pull the result towards zero)."""
-    n = max(1, int(np.ceil(4 * width / dt)))
-    k = jnp.asarray(np.exp(-0.5 * (np.arange(-n, n + 1) * dt / width) ** 2), V.dtype)
+    mask (so masked samples and the ends do not pull the result towards zero). The kernel
+    spans ±4·`reach` ms (default `width`; a fixed `reach` lets `width` be traced)."""
+    n = max(1, int(np.ceil(4 * (width if reach is None else reach) / dt)))
+    k = jnp.exp(-0.5 * (jnp.arange(-n, n + 1) * dt / width) ** 2).astype(V.dtype)
     m = mask.astype(V.dtype)
     num = jnp.convolve(jnp.where(mask, V, 0.0), k, mode="same")
     den = jnp.convolve(m, k, mode="same")
@@ -132,8 +133,8 @@ class SmoothedTraceMSE(AbstractLoss):
         if target.sample_dt is None:
             raise ValueError("hh.SmoothedTraceMSE: the target's samples must be uniformly spaced.")
         mask = target.mask
-        a = _smooth(V, mask, self.width, target.sample_dt)
-        b = _smooth(target.V, mask, self.width, target.sample_dt)
+        a = smooth(V, mask, self.width, target.sample_dt)
+        b = smooth(target.V, mask, self.width, target.sample_dt)
         return jnp.sum(jnp.where(mask, (a - b) ** 2, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 

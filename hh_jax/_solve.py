@@ -15,8 +15,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ._analysis import _spike_times_padded
-from ._compilation_cache import diffrax_checks_as_nan
 from ._batch import flatten_batch, run_batched
+from ._compilation_cache import diffrax_checks_as_nan
 from ._membrane import AbstractMembrane
 from ._stimulus import AbstractStimulus, NoStimulus
 from ._stimulus.base import guard_times

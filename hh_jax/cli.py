@@ -19,13 +19,14 @@ its progress in `<out>/fit_checkpoint.json`; `--resume` continues an interrupted
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import pathlib
 import subprocess
 import sys
+
+from ._atomic import atomic_path
 
 _PRESETS = ("seed", "neuron", "pospischil")
 _STIMULI = {
@@ -285,19 +286,6 @@ def _check_figure_format(path):
         raise CLIError(f"--plot must end in one of {', '.join('.' + f for f in sorted(formats))}, got {path.name!r}")
 
 
-@contextlib.contextmanager
-def _atomic(path):
-    """Yield a temporary path beside `path` (same suffix) and rename it into place on
-    success, so an interrupted write never leaves a truncated result."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 # ----------------------------------------------------------------------- commands
 
 
@@ -336,7 +324,7 @@ def _simulate(args):
                      max_steps=args.max_steps)
     current = np.zeros(n) if stimulus is None else np.asarray(jax.vmap(stimulus)(ts))
     t, V = np.asarray(tr.t), np.asarray(tr.V)
-    with _atomic(out) as tmp:
+    with atomic_path(out) as tmp:
         if out.suffix == ".npz":
             np.savez(tmp, t=t, V=V, I=current, t_unit="ms", V_unit="mV", I_unit="µA/cm²",
                      preset=preset, parameters=json.dumps(params))
@@ -346,7 +334,7 @@ def _simulate(args):
     print(f"{preset} model, {t1:g} ms: {len(spikes)} spikes at {np.round(spikes, 3).tolist()} ms")
     print(f"wrote {out} (t in ms, V in mV, I in µA/cm²)")
     if args.plot:
-        with _atomic(pathlib.Path(args.plot)) as tmp:
+        with atomic_path(pathlib.Path(args.plot)) as tmp:
             _plot_trace(tr, stimulus, tmp)
         print(f"wrote {args.plot}")
 
@@ -411,10 +399,9 @@ def _fit(args):
     payload = dict(parameters=params, stderr=res.stderr, loss=res.loss, noise_sigma_mV=res.noise_sigma,
                    correlation=np.asarray(res.correlation).tolist(), free=list(free), preset=args.preset,
                    n_starts=args.starts, failed_starts=int(res.failed.sum()), wall_time_s=res.wall_time)
-    with _atomic(json_path) as tmp:
+    with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2))
-    with _atomic(result_path) as tmp:
-        res.save(tmp)
+    res.save(result_path)  # written atomically
     print(f"fitted {', '.join(f'{k} = {v:.5g} ± {res.stderr[k]:.2g}' for k, v in params.items())}")
     print(f"loss {res.loss:.4g} mV², residual SD {res.noise_sigma:.3g} mV, {res.wall_time:.1f} s")
     tr = hh.simulate(res.params, stimulus, t0=float(rec.t[0]), t1=float(rec.t[-1]), ts=jnp.asarray(rec.t),
@@ -430,7 +417,7 @@ def _fit(args):
     ax.set(xlabel="t (ms)", ylabel="V (mV)")
     ax.legend()
     fig.tight_layout()
-    with _atomic(png_path) as tmp:
+    with atomic_path(png_path) as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
     checkpoint.unlink(missing_ok=True)  # the finished result is in fit_result.json

@@ -185,7 +185,7 @@ def _run_least_squares(problem, run, polish, coarse, bar, save):
         staged = eqx.tree_at(lambda p: (p.smoothing, p.rtol, p.atol), problem, (
             jnp.asarray(width, problem.smoothing.dtype), jnp.maximum(problem.rtol, loose), jnp.maximum(problem.atol, loose)))
         run.ensure_lm(staged)
-        if run.lm is None and stage == 0 and getattr(run, "candidates", None) is not None:
+        if run.lm is None and stage == 0 and run.candidates is not None:
             run.lm = run.screened_start(staged)
         elif run.lm is None or run.lm_stage < stage:
             u, failed = (run.best[0], run.failed) if run.lm is None else (run.lm.u, run.lm.failed)
@@ -209,7 +209,6 @@ class _Run:
         self.done, self.history, self.start_params, self.n_solves = done, history, start_params, n_solves
         self.lm, self.lm_done, self.lm_stage = lm, lm_done, 0
         self.lm_history = lm_history if lm_history is not None else [np.zeros((u.shape[0], 0))]
-        self.first_loss = None
         self.candidates = None
 
     @classmethod
@@ -261,7 +260,6 @@ class _Run:
                   (jnp.asarray(state["best_u"], dtype), jnp.asarray(state["best_loss"], dtype)),
                   resume.steps_done, [np.asarray(resume.history)], resume.start_params, state["n_solves"],
                   lm_done=state.get("lm_done", 0), lm_history=[np.asarray(resume.polish_history)])
-        run.first_loss = state.get("first_loss")
         run.lm_stage = state.get("lm_stage", 0)
         if state.get("candidates") is not None:  # interrupted before the search ended
             run.candidates, run.spaces = jnp.asarray(state["candidates"], dtype), spaces
@@ -287,8 +285,6 @@ class _Run:
         # further starts it afresh (as an uninterrupted fit would).
         self.lm, self.lm_done, self.lm_stage, self.lm_history = None, 0, 0, [np.zeros((self.u.shape[0], 0))]
         hist = np.asarray(hist)[:, :active]
-        if self.first_loss is None:
-            self.first_loss = hist[:, 0].tolist()
         self.history.append(hist)
         self.done += active
         self.n_solves += active * self.u.shape[0] * n_targets
@@ -311,7 +307,7 @@ class _Run:
                        for x in jax.tree_util.tree_leaves(self.opt_state)],
             failed=np.asarray(self.failed).tolist(), best_u=np.asarray(self.best[0]).tolist(),
             best_loss=_floats(self.best[1]), n_solves=self.n_solves, lm=lm, lm_done=self.lm_done, lm_stage=self.lm_stage,
-            first_loss=self.first_loss, fingerprint=fingerprint,
+            fingerprint=fingerprint,
             candidates=None if self.candidates is None else np.asarray(self.candidates).tolist(),
         )
 

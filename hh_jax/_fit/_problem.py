@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._loss import smooth
 from .._membrane import AbstractMembrane
 from .._solve import simulate
 from .._stimulus import AbstractStimulus
@@ -47,15 +48,9 @@ SMOOTHING_MAX = 1.0  # ms: the widest Gaussian of the coarse-to-fine least-squar
 
 
 def smoothed(V, mask, width, dt):
-    """V smoothed by a Gaussian of traced `width` (ms; 0 leaves V as it is), normalised over
-    the mask, on a fixed kernel of ±4·SMOOTHING_MAX (one compilation for every width)."""
-    def smooth(V):
-        n = max(1, int(np.ceil(4 * SMOOTHING_MAX / dt)))
-        k = jnp.exp(-0.5 * (jnp.arange(-n, n + 1) * dt / width) ** 2).astype(V.dtype)
-        m = mask.astype(V.dtype)
-        return jnp.convolve(jnp.where(mask, V, 0.0), k, mode="same") / jnp.maximum(jnp.convolve(m, k, mode="same"), 1e-12)
-
-    return jax.lax.cond(width > 0, smooth, lambda V: V, V)
+    """V smoothed by a Gaussian of traced `width` (ms; 0 leaves V as it is), on one kernel
+    size for every width (one compilation)."""
+    return jax.lax.cond(width > 0, lambda V: smooth(V, mask, width, dt, reach=SMOOTHING_MAX), lambda V: V, V)
 
 
 def can_stack(targets) -> bool:

@@ -10,15 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import pathlib
-import tempfile
 from dataclasses import dataclass, field
 
 import equinox as eqx
 import jax
 import numpy as np
 
+from .._atomic import atomic_path
 from .._membrane import AbstractMembrane, HodgkinHuxley, Pospischil
 
 # The membrane types a saved result may name (never an arbitrary attribute of a module).
@@ -121,20 +119,9 @@ _REQUIRED = ("membrane", "loss", "stderr", "correlation", "covariance", "noise_s
 
 
 def write_json_atomically(path, payload) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it over `path`: readers see
-    the old file or the complete new one, never a partial write."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write JSON so that readers see the old file or the complete new one."""
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        json.dump(payload, fh)
 
 
 def _read_result(path) -> dict:

@@ -50,10 +50,10 @@ from ._membrane import (
 )
 from ._exponential_euler import ExponentialEuler
 from ._network import Network, Population, Projection
-from ._network_solve import NetworkTrace
+
 from ._plasticity import STDP, TsodyksMarkram
 from ._synapse import AMPA, GABAA, NMDA, AbstractSynapse, ExpSynapse, KineticSynapse
-from ._solve import SolverError, Spikes, simulate, simulate_spikes, stable_dtmax
+from ._solve import SolverError, simulate, simulate_spikes, stable_dtmax
 from ._stimulus import (
     AbstractStimulus,
     Noise,
@@ -68,7 +68,7 @@ from ._stimulus import (
 )
 from ._recording import Recording, load_trace
 from ._target import Target
-from ._trace import Trace
+from ._trace import NetworkTrace, Spikes, Trace
 from ._vector_field import vector_field
 
 __version__ = "0.1.0"

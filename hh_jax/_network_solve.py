@@ -17,7 +17,6 @@ from ._exponential_euler import ExponentialEuler
 from ._network import Network, out_edge_table
 from ._solve import (
     SolverError,
-    Spikes,
     _check_options,
     _float_dtype,
     _is_inexact,
@@ -26,6 +25,7 @@ from ._solve import (
 )
 from ._stimulus import AbstractStimulus, NoStimulus
 from ._stimulus.base import guard_times
+from ._trace import NetworkTrace, Spikes
 from ._validation import check_count, check_finite, check_memory, concrete_array, is_concrete
 
 _FAILURES = (
@@ -37,40 +37,6 @@ _FAILURES = (
     "hh.simulate: the solver failed before reaching t1 (its step size collapsed). Check the "
     "weights and stimuli, or loosen `rtol`/`atol`.",
 )
-
-
-class NetworkTrace(eqx.Module):
-    """What `hh.simulate` returns for a network.
-
-    **Fields:**
-    - `t`: save times (ms), `(time,)`.
-    - `values`: {"<population>.<state>" or "<projection>.<variable>": array `(n, time)`}
-      (`(*shape, time)` for a variable of another shape, e.g. dense weights).
-      Also readable as `trace["E.V"]`.
-    - `spikes`: {population: `hh.Spikes`}, times `(size, max_spikes)` (ms, NaN-padded) and
-      counts `(size,)`: upward crossings of the population's threshold. Fixed-step runs
-      detect them at every step; adaptive runs from the potentials sampled at `ts` (so
-      choose `ts` fine enough to resolve spikes: every 0.025 ms by default).
-    - `final`: the whole network state at t1 (e.g. learned weights:
-      `trace.final["projections"]["ee"]["w"]`).
-    - `num_steps`, `success`.
-
-    Example:
-        >>> tr = hh.simulate(net, stimuli, t1=100.0, save=("E.V", "ee.g"))
-        >>> tr["E.V"].shape, tr.spikes["E"].counts
-    """
-
-    t: Float[Array, " time"]
-    values: dict
-    spikes: dict
-    final: dict
-    num_steps: Int[Array, ""]
-    success: Bool[Array, ""]
-
-    def __getitem__(self, name):
-        if name not in self.values:
-            raise KeyError(f"NetworkTrace: {name!r} was not saved; saved: {sorted(self.values)}.")
-        return self.values[name]
 
 
 class _NetStatic(eqx.Module):

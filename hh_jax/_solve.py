@@ -20,7 +20,7 @@ from ._compilation_cache import diffrax_checks_as_nan
 from ._membrane import AbstractMembrane
 from ._stimulus import AbstractStimulus, NoStimulus
 from ._stimulus.base import guard_times
-from ._trace import Trace
+from ._trace import Spikes, Trace
 from ._validation import (
     broadcast_batch_shape,
     check_count,
@@ -318,22 +318,6 @@ def simulate_spikes(
     static = _static_options("hh.simulate_spikes", solver, None, max_steps, (0,), max_spikes, steps)
     (times, counts), success, _ = _run(problem, static, throw)
     return Spikes(times=times, counts=counts, success=success)
-
-
-class Spikes(eqx.Module):
-    """Spike times and counts of a batch (what `hh.simulate_spikes` returns).
-
-    **Fields:** `times` (ms) `(*batch, max_spikes)`, NaN-padded; `counts` `(*batch,)`;
-    `success` (all solves reached t1).
-
-    Example:
-        >>> sp = hh.simulate_spikes(hh.presets.neuron(gNa=jnp.linspace(80, 160, 100)), s, t1=50.0)
-        >>> sp.counts.shape, sp.times.shape
-    """
-
-    times: Float[Array, "*batch max_spikes"]
-    counts: Int[Array, "*batch"]
-    success: Bool[Array, ""]
 
 
 class _Problem(NamedTuple):

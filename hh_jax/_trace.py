@@ -1,4 +1,5 @@
-"""Trace: what a simulation returns."""
+"""What a simulation returns: `Trace` (a neuron or a batch), `Spikes` (spike times only) and
+`NetworkTrace` (a network)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,53 @@ class Trace(eqx.Module):
         raise AttributeError(
             f"Trace has no attribute {name!r}; saved gates: {sorted(gates)}"
         )
+
+
+class Spikes(eqx.Module):
+    """Spike times and counts of a batch (what `hh.simulate_spikes` returns).
+
+    **Fields:** `times` (ms) `(*batch, max_spikes)`, NaN-padded; `counts` `(*batch,)`;
+    `success` (all solves reached t1).
+
+    Example:
+        >>> sp = hh.simulate_spikes(hh.presets.neuron(gNa=jnp.linspace(80, 160, 100)), s, t1=50.0)
+        >>> sp.counts.shape, sp.times.shape
+    """
+
+    times: Float[Array, "*batch max_spikes"]
+    counts: Int[Array, "*batch"]
+    success: Bool[Array, ""]
+
+
+class NetworkTrace(eqx.Module):
+    """What `hh.simulate` returns for a network.
+
+    **Fields:**
+    - `t`: save times (ms), `(time,)`.
+    - `values`: {"<population>.<state>" or "<projection>.<variable>": array `(n, time)`}
+      (`(*shape, time)` for a variable of another shape, e.g. dense weights).
+      Also readable as `trace["E.V"]`.
+    - `spikes`: {population: `hh.Spikes`}, times `(size, max_spikes)` (ms, NaN-padded) and
+      counts `(size,)`: upward crossings of the population's threshold. Fixed-step runs
+      detect them at every step; adaptive runs from the potentials sampled at `ts` (so
+      choose `ts` fine enough to resolve spikes: every 0.025 ms by default).
+    - `final`: the whole network state at t1 (e.g. learned weights:
+      `trace.final["projections"]["ee"]["w"]`).
+    - `num_steps`, `success`.
+
+    Example:
+        >>> tr = hh.simulate(net, stimuli, t1=100.0, save=("E.V", "ee.g"))
+        >>> tr["E.V"].shape, tr.spikes["E"].counts
+    """
+
+    t: Float[Array, " time"]
+    values: dict
+    spikes: dict
+    final: dict
+    num_steps: Int[Array, ""]
+    success: Bool[Array, ""]
+
+    def __getitem__(self, name):
+        if name not in self.values:
+            raise KeyError(f"NetworkTrace: {name!r} was not saved; saved: {sorted(self.values)}.")
+        return self.values[name]

@@ -11,57 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from ._crossing import crossings_linear, spike_times_padded, upward_crossings
 from ._validation import check_count, check_finite, concrete_array
-
-_BISECTION_STEPS = 60  # halves the sample interval 60 times: below float64 resolution
-
-
-def _cubic_through(t4, v4, s):
-    """The cubic through the four points (t4, v4), evaluated at s (Lagrange form)."""
-    total = 0.0
-    for j in range(4):
-        term = v4[j]
-        for k in range(4):
-            if k != j:
-                term = term * (s - t4[k]) / (t4[j] - t4[k])
-        total = total + term
-    return total
-
-
-def _crossing_time(t, V, i, threshold):
-    """Time in [t[i], t[i+1]] where the cubic through samples i-1..i+2 reaches the threshold.
-
-    The cubic interpolates the samples, so it is below the threshold at t[i] and at or above
-    it at t[i+1]; bisection on it converges to a crossing in that interval. At the ends of
-    the trace the four points shift inwards (still bracketing the interval).
-    """
-    n = t.shape[0]
-    lo_idx = jnp.clip(i - 1, 0, max(n - 4, 0))
-    idx = lo_idx + jnp.arange(min(4, n))
-    t4, v4 = t[idx], V[idx]
-    if n < 4:  # too few samples for a cubic: linear interpolation
-        t_a, t_b, v_a, v_b = t[i], t[i + 1], V[i], V[i + 1]
-        return t_a + (threshold - v_a) * (t_b - t_a) / (v_b - v_a)
-
-    def body(_, bracket):
-        a, b = bracket
-        mid = 0.5 * (a + b)
-        above = _cubic_through(t4, v4, mid) >= threshold
-        return jnp.where(above, a, mid), jnp.where(above, mid, b)
-
-    a, b = jax.lax.fori_loop(0, _BISECTION_STEPS, body, (t[i], t[i + 1]))
-    return 0.5 * (a + b)
-
-
-def _spike_times_padded(t, V, threshold, max_spikes):
-    """Upward crossings of one trace: (times padded with NaN to max_spikes, count)."""
-    crosses = (V[:-1] < threshold) & (V[1:] >= threshold) & jnp.isfinite(V[1:])  # inf: a failed solve
-    count = jnp.sum(crosses)
-    (idx,) = jnp.nonzero(crosses, size=max_spikes, fill_value=0)
-    times = jax.vmap(lambda i: _crossing_time(t, V, i, threshold))(idx)
-    valid = jnp.arange(max_spikes) < count
-    return jnp.where(valid, times, jnp.nan), count
-
 
 def spike_times(
     t: Float[ArrayLike, " time"],
@@ -89,7 +40,7 @@ def spike_times(
     the number of spikes per trace `(*batch,)`.
 
     Example:
-        >>> tr = hh.simulate(hh.presets.seed(), hh.Step(start=5.0, amplitude=10.0), t1=50.0)
+        >>> tr = hh.simulate(hh.presets.hh1952(), hh.Step(start=5.0, amplitude=10.0), t1=50.0)
         >>> hh.spike_times(tr.t, tr.V, threshold=20.0)
     """
     t, V = _check_trace("hh.spike_times", t, V, threshold)
@@ -100,23 +51,14 @@ def spike_times(
     threshold = jnp.asarray(threshold, V.dtype)
     single = V.ndim == 1 and max_spikes is None
     if max_spikes is None:
-        crosses = concrete_array((flat[:, :-1] < threshold) & (flat[:, 1:] >= threshold) & jnp.isfinite(flat[:, 1:]))
+        crosses = concrete_array(upward_crossings(flat[:, :-1], flat[:, 1:], threshold)[0])
         if crosses is None:
             raise ValueError("hh.spike_times: pass `max_spikes` when calling it under jax.jit.")
         max_spikes = int(np.max(np.sum(crosses, axis=-1), initial=0))
-    times, counts = jax.vmap(lambda v: _spike_times_padded(t, v, threshold, max_spikes))(flat)
+    times, counts = jax.vmap(lambda v: spike_times_padded(t, v, threshold, max_spikes))(flat)
     if single:
         return times[0]
     return times.reshape(*batch_shape, max_spikes), counts.reshape(batch_shape)
-
-
-def _crossings_linear(t, V, threshold):
-    """Mask of upward crossings per sample interval and their linearly interpolated times."""
-    below, above = V[..., :-1], V[..., 1:]
-    crosses = (below < threshold) & (above >= threshold) & jnp.isfinite(above)
-    denom = jnp.where(crosses, above - below, 1.0)
-    when = t[:-1] + (threshold - below) * (t[1:] - t[:-1]) / denom
-    return crosses, when
 
 
 def _in_window(when, window):
@@ -170,7 +112,7 @@ def spike_count(
     """
     t, V = _check_trace("hh.spike_count", t, V, threshold)
     window = _check_window("hh.spike_count", window)
-    crosses, when = _crossings_linear(t, V, threshold)
+    crosses, when = crossings_linear(t, V, threshold)
     return jnp.sum(crosses & _in_window(when, window), axis=-1)
 
 

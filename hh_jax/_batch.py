@@ -1,25 +1,102 @@
-"""Large batches: flatten the batch, run it in chunks, and shard each chunk over devices.
+"""Large batches of single neurons: how they are solved (`hh.Batching`), and the machinery:
+flatten the batch, run it in chunks, and shard each chunk over devices.
 
-`hh.simulate` hands a batch here when it is called eagerly and either several devices are
-visible or the batch is larger than `chunk_size`. Each device runs its own adaptive solver
-loop on its slice (`jax.shard_map`), so no device waits on another's step sizes; chunks run
-one after another through one compiled function, so memory stays bounded by the chunk.
+`hh.simulate` hands a batch to `run_batched` when it is called eagerly and either several
+devices are used or the batch is larger than the chunk size. Each device runs its own
+adaptive solver loop on its slice (`jax.shard_map`), so no device waits on another's step
+sizes; chunks run one after another through one compiled function, so memory stays bounded
+by the chunk.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import warnings
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from ._stimulus.base import batched_leaves
-from ._validation import is_array
+from ._validation import check_count, is_array
 
 _AXIS = "batch"
+
+
+def _as_tuple(devices):
+    return None if devices is None else tuple(devices)
+
+
+class Batching(eqx.Module):
+    """How `hh.simulate` and `hh.simulate_spikes` solve a batch of single neurons (array-valued
+    parameters, stimulus parameters or `v0`), in the way Diffrax takes a `SaveAt`.
+
+    **Fields:**
+    - `chunk_size`: the number of neurons solved per compiled call (default: the whole
+      batch). Chunks run one after another, so peak memory is set by the chunk and the saved
+      output (e.g. 100,000 neurons × 2001 V samples in chunks of 10,000).
+    - `devices`: the devices to shard a batch over (default: all devices of JAX's default
+      backend). With several, each device runs its own solver loop on its slice of the batch
+      (`jax.shard_map`). Chunking and sharding apply to eager calls; inside `jax.jit` the
+      batch is solved as one.
+    - `per_neuron`: False (default): the batch is one ODE with one shared step sequence,
+      controlled so that every neuron meets the tolerance; fastest for similar neurons, and a
+      neuron's trace then depends on its batch-mates at the level of the tolerance. True:
+      every neuron takes its own steps (a `vmap` of single solves), so its trace is that of
+      solving it alone (to rounding, ~1e-11 mV), whatever the batch, chunk or device it is in.
+
+    Example:
+        >>> hh.simulate(hh.presets.neuron(gNa=jnp.linspace(80, 160, 100_000)), s, t1=50.0,
+        ...             save="V", batching=hh.Batching(chunk_size=10_000, per_neuron=True))
+    """
+
+    chunk_size: int | None = None
+    devices: tuple | None = eqx.field(default=None, converter=_as_tuple)
+    per_neuron: bool = False
+
+    def __check_init__(self):
+        if self.chunk_size is not None:
+            check_count("chunk_size", self.chunk_size, "hh.Batching")
+        if self.devices is not None and not self.devices:
+            raise ValueError("hh.Batching: `devices` must name at least one device.")
+        if not isinstance(self.per_neuron, (bool, np.bool_)):
+            raise ValueError(f"hh.Batching: `per_neuron` must be True or False, got {self.per_neuron!r}.")
+
+    def chosen_devices(self) -> tuple:
+        """`devices`, or by default every device of JAX's default backend."""
+        return tuple(jax.devices()) if self.devices is None else self.devices
+
+
+_STEPS_MODES = {"shared": False, "per_neuron": True}
+
+
+def batching_from_keywords(owner: str, batching: Batching | None, old: dict) -> Batching:
+    """`batching`, or one built from the deprecated flat keywords `chunk_size=`, `devices=`
+    and `steps=` (each warns, naming `hh.Batching`). Any other keyword is a `TypeError`."""
+    unknown = sorted(set(old) - {"chunk_size", "devices", "steps"})
+    if unknown:
+        raise TypeError(f"{owner}() got unexpected keyword argument(s) {unknown}.")
+    if batching is not None and not isinstance(batching, Batching):
+        raise TypeError(f"{owner}: `batching` must be an hh.Batching, got {type(batching).__name__}.")
+    if not old:
+        return Batching() if batching is None else batching
+    if batching is not None:
+        raise TypeError(f"{owner}: pass `batching=hh.Batching(...)` or the old {sorted(old)}, not both.")
+    fields = {k: v for k, v in old.items() if k != "steps"}
+    if "steps" in old:
+        fields["per_neuron"] = _STEPS_MODES.get(old["steps"], old["steps"])
+    spelled = ", ".join(f"{k}={v!r}" for k, v in fields.items())
+    warnings.warn(
+        f"{owner}: {', '.join(f'`{k}=`' for k in old)} is deprecated and will be removed in the next "
+        f"release; pass `batching=hh.Batching({spelled})` instead.",
+        DeprecationWarning, stacklevel=3,
+    )
+    if "steps" in old and old["steps"] not in _STEPS_MODES:
+        raise ValueError(f"{owner}: `steps` must be 'shared' or 'per_neuron', got {old['steps']!r}.")
+    return Batching(**fields)
 
 
 def flatten_batch(membrane, stimulus, v0, batch_shape):

@@ -10,7 +10,7 @@ from jaxtyping import Array, Float, Int
 
 from ._analysis import first_spike_latency, spike_count
 from ._membrane import AbstractMembrane
-from ._solve import simulate
+from ._simulate import simulate
 from ._stimulus import Step
 from ._validation import check_count, check_finite
 
@@ -26,7 +26,7 @@ class FICurve(eqx.Module):
     membranes).
 
     Example:
-        >>> fi = hh.fi_curve(hh.presets.seed(), jnp.linspace(0.0, 30.0, 31))
+        >>> fi = hh.fi_curve(hh.presets.hh1952(), jnp.linspace(0.0, 30.0, 31))
         >>> fi.rate   # Hz
     """
 
@@ -75,12 +75,12 @@ def fi_curve(
     """The f–I curve: firing rate for a current step of each amplitude, all in one batched call.
 
     **Arguments:**
-    - `membrane`: a single neuron's parameters (e.g. `hh.presets.seed()`).
+    - `membrane`: a single neuron's parameters (e.g. `hh.presets.hh1952()`).
     - `amplitudes`: step amplitudes (µA/cm²), 1-D.
     - `start`, `stop`: the step's onset and offset (ms); default 1–501 ms.
     - `t1`: end of the simulation (ms), default `stop`.
     - `threshold`: spike detection level (mV); default the membrane's
-      `spike_threshold()` (0 mV in NEURON's convention, i.e. 65 mV for the seed preset).
+      `spike_threshold()` (0 mV in NEURON's convention, i.e. 65 mV for the hh1952 preset).
     - `v0`: initial potential (mV), default the resting potential.
     - `**solver_options`: passed to `hh.simulate` (`rtol`, `atol`, `max_steps`, ...).
 
@@ -88,7 +88,7 @@ def fi_curve(
     amplitude.
 
     Example:
-        >>> fi = hh.fi_curve(hh.presets.seed(), jnp.linspace(0.0, 30.0, 16))
+        >>> fi = hh.fi_curve(hh.presets.hh1952(), jnp.linspace(0.0, 30.0, 16))
         >>> fi.rate
     """
     owner = "hh.fi_curve"
@@ -141,7 +141,7 @@ def rheobase(
     above the largest amplitude seen not to fire.
 
     Example:
-        >>> hh.rheobase(hh.presets.seed())
+        >>> hh.rheobase(hh.presets.hh1952())
     """
     owner = "hh.rheobase"
     t1 = _step_protocol(owner, start, stop, t1)

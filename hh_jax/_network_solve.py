@@ -3,40 +3,38 @@
 
 from __future__ import annotations
 
-
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
 
-from ._analysis import _spike_times_padded
+from ._active import top_active
 from ._compilation_cache import diffrax_checks_as_nan
+from ._crossing import spike_times_padded, upward_crossings
 from ._exponential_euler import ExponentialEuler
 from ._network import Network, out_edge_table
-from ._solve import (
-    SolverError,
-    _check_options,
-    _float_dtype,
-    _is_inexact,
-    _save_times,
+from ._solve_setup import (
+    cast_floats,
+    check_solver,
+    check_span,
+    check_tolerances,
+    failure_cause,
+    failure_messages,
+    float_dtype,
     forward_mode_hint,
+    raise_or_flag,
+    save_times,
+    solve_arrays,
+    step_controller,
 )
 from ._stimulus import AbstractStimulus, NoStimulus
 from ._stimulus.base import guard_times
 from ._trace import NetworkTrace, Spikes
-from ._validation import check_count, check_finite, check_memory, concrete_array, is_concrete
+from ._validation import check_count, check_memory, concrete_array
 
-_FAILURES = (
-    "hh.simulate: the solver hit its step limit (max_steps) before reaching t1. Increase "
-    "`max_steps` or loosen `rtol`/`atol`; for large networks use fixed steps (`dt=0.1`).",
-    "hh.simulate: the network's state became non-finite (NaN or inf). With fixed steps, "
-    "reduce `dt`; otherwise check the weights and stimuli. Pass `throw=False` to get "
-    "`trace.success == False` instead of this error.",
-    "hh.simulate: the solver failed before reaching t1 (its step size collapsed). Check the "
-    "weights and stimuli, or loosen `rtol`/`atol`.",
-)
+DEFAULT_MAX_SPIKES = 64  # spike times kept per neuron
+DEFAULT_MAX_ACTIVE = 128  # fixed steps: presynaptic neurons delivered along their own edges
 
 
 class _NetStatic(eqx.Module):
@@ -52,72 +50,67 @@ class _NetStatic(eqx.Module):
 
 def simulate_network(
     net: Network, stimulus, *, t1, ts, t0, v0, init, solver, rtol, atol, dt0, dtmax, max_steps,
-    save, throw, adjoint, dt, max_spikes, max_active,
-):
+    save, throw, adjoint, dt=None, max_spikes=None, max_active=None,
+) -> NetworkTrace:
+    """`hh.simulate` for an `hh.Network` (see there): validate, build, solve, assemble."""
     owner = "hh.simulate"
     stimuli = _stimuli(net, stimulus)
-    max_spikes = check_count("max_spikes", max_spikes, owner)
-    _check_options(rtol, atol, max_steps, dt0)
-    t0_c, t1_c = concrete_array(t0), concrete_array(t1)
+    max_spikes = check_count("max_spikes", DEFAULT_MAX_SPIKES if max_spikes is None else max_spikes, owner)
+    if dt is None and max_active is not None:
+        raise ValueError(f"{owner}: `max_active` applies to fixed steps only; pass `dt` (ms) with it.")
+    check_tolerances(owner, rtol=rtol, atol=atol, max_steps=max_steps, dt0=dt0, dtmax=dtmax)
+    adjoint = check_solver(owner, solver, adjoint)
+    t0_c, t1_c = check_span(owner, t0, t1)
     if t0_c is None or t1_c is None:
         raise ValueError(f"{owner}: for a network `t0` and `t1` must be concrete numbers (ms).")
-    check_finite("t0", t0_c, owner)
-    check_finite("t1", t1_c, owner)
-    if not t1_c > t0_c:
-        raise ValueError(f"{owner}: `t1` must be after `t0`, got t0={t0}, t1={t1} (ms).")
     names = _save_names(net, save)
-    dtype = _float_dtype(net, stimuli, v0, init)
-    cast = lambda x: jnp.asarray(x, dtype) if _is_inexact(x) else x  # noqa: E731
-    net = jax.tree_util.tree_map(cast, net)
-    stimuli = jax.tree_util.tree_map(cast, stimuli)
+    dtype = float_dtype(net, stimuli, v0, init)
+    net, stimuli = cast_floats((net, stimuli), dtype)
     y0 = net.initial_state(v0, init, dtype)
-    fixed, tables = None, {}
-    if dt is not None:
-        dt_c = concrete_array(dt)
-        if dt_c is None or not (np.isfinite(dt_c) and dt_c > 0):
-            raise ValueError(f"{owner}: `dt` must be a positive, concrete time step (ms), got {dt}.")
-        ts, fixed = _fixed_grid(float(t0_c), float(t1_c), float(dt_c), ts, dtype)
-        max_active = check_count("max_active", max_active, owner)
-        for name, proj in net.projections.items():
-            idx = None if proj.dense else concrete_array(proj.pre_index)
-            table = None if idx is None or not proj.synapse.post_states else out_edge_table(idx, net.populations[proj.pre].size)
-            if table is not None:
-                tables[name] = jnp.asarray(table)
+    if dt is None:
+        ts = save_times(owner, ts, t0_c, t1_c, dtype)
+        fixed, tables, solver, max_active = None, {}, diffrax.Tsit5() if solver is None else solver, 1
+    else:
+        dt = _check_step(owner, dt)
+        ts, fixed = _fixed_grid(float(t0_c), float(t1_c), dt, ts, dtype)
+        max_active = check_count("max_active", DEFAULT_MAX_ACTIVE if max_active is None else max_active, owner)
+        tables = _edge_tables(net)
         if solver is None or (isinstance(solver, ExponentialEuler) and solver.groups is None and solver.diagonal is None):
             solver = ExponentialEuler(diagonal=_network_diagonal)  # the network knows its diagonal
-    else:
-        ts = _save_times(ts, t0, t1, t0_c, t1_c, dtype)
-        solver = diffrax.Tsit5() if solver is None else solver
-    static = _NetStatic(
-        solver=solver,
-        adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
-        max_steps=int(max_steps), names=names, max_spikes=max_spikes, fixed=fixed,
-        dt=None if dt is None else float(concrete_array(dt)),
-        max_active=max_active if dt is not None else 1,
-    )
-    arrays = dict(
-        t0=jnp.asarray(t0, dtype), t1=jnp.asarray(t1, dtype), ts=ts,
-        rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype),
-        dt0=None if dt0 is None else jnp.asarray(dt0, dtype),
-        dtmax=None if dtmax is None else jnp.asarray(dtmax, dtype),
-    )
+    static = _NetStatic(solver=solver, adjoint=adjoint, max_steps=int(max_steps), names=names,
+                        max_spikes=max_spikes, fixed=fixed, dt=dt, max_active=max_active)
+    arrays = solve_arrays(dtype, ts=ts, t0=t0, t1=t1, rtol=rtol, atol=atol, dt0=dt0, dtmax=dtmax)
     per_time = sum(int(np.size(net.read(y0, name))) for name in names)
     check_memory(owner, "the saved variables", (per_time, ts.shape[0]), jnp.dtype(dtype).itemsize,
                  "save fewer variables (`save`, () for spikes only) or fewer times (`ts`)", copies=2)
     with forward_mode_hint(owner):
         values, spikes, final, num_steps, success, cause = _integrate_network(net, stimuli, y0, arrays, tables, static)
-    if throw:
-        if is_concrete(success):
-            if not bool(success):
-                raise SolverError(_FAILURES[int(cause)])
-        else:
-            values = eqx.branched_error_if(values, ~success, cause, _FAILURES)
+    values = raise_or_flag(values, success, cause, throw, failure_messages(owner, network=True))
     spikes = {k: Spikes(times=v[0], counts=v[1], success=success) for k, v in spikes.items()}
     for name, proj in net.projections.items():
         if proj.plastic:  # learned weights as the network uses them: within bounds
             final["projections"][name]["w"] = proj.clip_weights(final["projections"][name]["w"])
     return NetworkTrace(t=arrays["ts"], values=values, spikes=spikes, final=final,
                         num_steps=num_steps, success=success)
+
+
+def _check_step(owner, dt) -> float:
+    """The fixed step (ms) as a Python float: static, XLA compiles a constant step far better."""
+    dt_c = concrete_array(dt)
+    if dt_c is None or not (np.isfinite(dt_c) and dt_c > 0):
+        raise ValueError(f"{owner}: `dt` must be a positive, concrete time step (ms), got {dt}.")
+    return float(dt_c)
+
+
+def _edge_tables(net):
+    """Per edge-list projection with postsynaptic states: each presynaptic neuron's edges."""
+    tables = {}
+    for name, proj in net.projections.items():
+        idx = None if proj.dense else concrete_array(proj.pre_index)
+        table = None if idx is None or not proj.synapse.post_states else out_edge_table(idx, net.populations[proj.pre].size)
+        if table is not None:
+            tables[name] = jnp.asarray(table)
+    return tables
 
 
 @eqx.filter_jit
@@ -136,15 +129,7 @@ def _max_norm(y):
 
 def _adaptive(net, stimuli, y0, arrays, static):
     ts = arrays["ts"]
-    controller = diffrax.PIDController(
-        rtol=arrays["rtol"], atol=arrays["atol"], dtmax=arrays["dtmax"], norm=_max_norm
-    )
-    jumps = jnp.concatenate([jnp.ravel(jnp.asarray(s.discontinuities(), ts.dtype)) for s in stimuli.values()])
-    kinks = jnp.concatenate([jnp.ravel(jnp.asarray(s.kinks(), ts.dtype)) for s in stimuli.values()])
-    if jumps.size or kinks.size:
-        controller = diffrax.ClipStepSizeController(
-            controller, jump_ts=jumps if jumps.size else None, step_ts=kinks if kinks.size else None
-        )
+    controller = step_controller(arrays, stimuli.values(), _max_norm)
     term = diffrax.ODETerm(lambda t, y, args: net.derivatives(t, y, stimuli, pulses=True))
     # Potentials are always sampled at ts, for spike detection; only `names` are returned.
     names = tuple(dict.fromkeys(static.names + tuple(f"{p}.V" for p in net.populations)))
@@ -164,12 +149,11 @@ def _adaptive(net, stimuli, y0, arrays, static):
     spikes = {}
     for name, pop in net.populations.items():
         theta = jnp.broadcast_to(jnp.asarray(pop.theta(), ts.dtype), (pop.size,))
-        spikes[name] = jax.vmap(lambda v, th: _spike_times_padded(ts, v, th, static.max_spikes))(recorded[f"{name}.V"], theta)
+        spikes[name] = jax.vmap(lambda v, th: spike_times_padded(ts, v, th, static.max_spikes))(recorded[f"{name}.V"], theta)
     values = {k: recorded[k] for k in static.names}
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(values)] or [jnp.array(True)]))
     ok = (sol.result == diffrax.RESULTS.successful) & finite
-    cause = jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, 0, jnp.where(finite, 2, 1))
-    return values, spikes, final, sol.stats["num_steps"], ok, cause
+    return values, spikes, final, sol.stats["num_steps"], ok, failure_cause(sol.result, finite)
 
 
 def _record(net, y, names):
@@ -200,8 +184,7 @@ def _clocked(net, stimuli, y0, arrays, tables, static):
         for name in net.populations:
             v_old, v_new = y["populations"][name][0], y_new["populations"][name][0]
             theta = thetas[name]
-            crossed = (v_old < theta) & (v_new >= theta)
-            frac = jnp.clip((theta - v_old) / jnp.where(crossed, v_new - v_old, 1.0), 0.0, 1.0)
+            crossed, frac = upward_crossings(v_old, v_new, theta)
             times, counts = spikes[name]
             times = _record_spikes(times, counts, crossed, t + frac * dt, static.max_spikes)
             new_spikes[name] = (times, counts + crossed.astype(jnp.int32))
@@ -233,12 +216,11 @@ def _clocked(net, stimuli, y0, arrays, tables, static):
 
 def _record_spikes(times, counts, crossed, t_cross, max_spikes, k=64):
     """Write this step's crossing times into the (n, max_spikes) buffer, touching only the
-    neurons that crossed: up to k of them found by `lax.top_k` (on float32, where it is
-    fast), the rest, in a busier step, by a write over all neurons."""
+    neurons that crossed: up to k of them found by `top_active`, the rest, in a busier step,
+    by a write over all neurons."""
     n = crossed.shape[0]
-    k = min(k, n)
-    hit, idx = jax.lax.top_k(crossed.astype(jnp.float32), k)
-    ok = (hit > 0) & (counts[idx] < max_spikes)
+    idx, hit, overflow = top_active(crossed, k)
+    ok = hit & (counts[idx] < max_spikes)
     # Entries not written point past the buffer's rows and are dropped.
     times = times.at[jnp.where(ok, idx, n), jnp.minimum(counts[idx], max_spikes - 1)].set(t_cross[idx], mode="drop")
 
@@ -246,7 +228,7 @@ def _record_spikes(times, counts, crossed, t_cross, max_spikes, k=64):
         left = crossed.at[idx].set(False) & (counts < max_spikes)
         return times.at[jnp.where(left, jnp.arange(n), n), jnp.minimum(counts, max_spikes - 1)].set(t_cross, mode="drop")
 
-    return jax.lax.cond(jnp.sum(crossed) > k, rest, lambda x: x, times)
+    return jax.lax.cond(overflow, rest, lambda x: x, times)
 
 
 def _network_diagonal(t, y, args):

@@ -16,7 +16,7 @@ import pytest
 import hh_jax as hh
 from hh_jax.cli import main
 
-P = hh.presets.seed()
+P = hh.presets.hh1952()
 STEP = hh.Step(start=1.0, stop=4.0, amplitude=10.0)
 TS = jnp.linspace(0.0, 5.0, 51)
 NAN, INF = float("nan"), float("inf")
@@ -78,15 +78,15 @@ CSV = "t,V,I\n0,-65,0\n1,-65,1\n2,-65,0\n"
 # (make, exception, a word of its message). `make` takes no argument, or `tmp` (a folder).
 API = [
     # membranes
-    (lambda: hh.presets.seed(gNa=NAN), ValueError, "gNa"),
-    (lambda: hh.presets.seed(gK=-1.0), ValueError, "gK"),
-    (lambda: hh.presets.seed(gL=INF), ValueError, "gL"),
-    (lambda: hh.presets.seed(Cm=0.0), ValueError, "Cm"),
-    (lambda: hh.presets.seed(Cm=INF), ValueError, "Cm"),
+    (lambda: hh.presets.hh1952(gNa=NAN), ValueError, "gNa"),
+    (lambda: hh.presets.hh1952(gK=-1.0), ValueError, "gK"),
+    (lambda: hh.presets.hh1952(gL=INF), ValueError, "gL"),
+    (lambda: hh.presets.hh1952(Cm=0.0), ValueError, "Cm"),
+    (lambda: hh.presets.hh1952(Cm=INF), ValueError, "Cm"),
     (lambda: hh.presets.neuron(celsius=NAN), ValueError, "celsius"),
-    (lambda: hh.presets.seed(gNa="lots"), ValueError, "gNa"),
-    (lambda: hh.presets.seed(gNaa=1.0), ValueError, "gNaa"),
-    (lambda: hh.presets.seed(gNa=jnp.ones(3), gK=jnp.ones(4)), ValueError, "broadcast"),
+    (lambda: hh.presets.hh1952(gNa="lots"), ValueError, "gNa"),
+    (lambda: hh.presets.hh1952(gNaa=1.0), ValueError, "gNaa"),
+    (lambda: hh.presets.hh1952(gNa=jnp.ones(3), gK=jnp.ones(4)), ValueError, "broadcast"),
     (lambda: hh.presets.pospischil(gM=-0.1), ValueError, "gM"),
     # channels (and so every membrane built from them)
     (lambda: hh.Leak(g=NAN, E=-65.0), ValueError, "`g`"),
@@ -154,19 +154,21 @@ API = [
     (sim(v0=NAN), ValueError, "v0"),
     (sim(save="X"), ValueError, "save"),
     (sim(save=("m",)), ValueError, "save"),
-    (sim(steps="each"), ValueError, "steps"),
-    (sim(chunk_size=0), ValueError, "chunk_size"),
-    (sim(chunk_size=1.5), ValueError, "chunk_size"),
-    (sim(devices=[]), ValueError, "devices"),
-    (sim(membrane=hh.presets.seed(gNa=jnp.zeros((0,)))), ValueError, "empty"),
-    (sim(membrane=hh.presets.seed(gNa=jnp.ones(3)), v0=jnp.zeros(4)), ValueError, "broadcast"),
+    (lambda: hh.Batching(per_neuron="each"), ValueError, "per_neuron"),
+    (lambda: hh.Batching(chunk_size=0), ValueError, "chunk_size"),
+    (lambda: hh.Batching(chunk_size=1.5), ValueError, "chunk_size"),
+    (lambda: hh.Batching(devices=[]), ValueError, "devices"),
+    (sim(batching="chunks"), TypeError, "batching"),
+    (sim(membrane=hh.presets.hh1952(gNa=jnp.zeros((0,)))), ValueError, "empty"),
+    (sim(membrane=hh.presets.hh1952(gNa=jnp.ones(3)), v0=jnp.zeros(4)), ValueError, "broadcast"),
     (sim(dt=0.1), ValueError, "networks"),
+    (sim(max_spikes=3), ValueError, "max_spikes"),
     (sim(t1=1e12), ValueError, "memory budget"),
     (sim(solver="tsit5"), TypeError, "solver"),
     (sim(adjoint="forward"), TypeError, "adjoint"),
-    (spikes(dt=1e-10), ValueError, "memory budget"),
-    (spikes(dt=0.0), ValueError, "dt"),
-    (spikes(dt=NAN), ValueError, "dt"),
+    (spikes(sample_dt=1e-10), ValueError, "memory budget"),
+    (spikes(sample_dt=0.0), ValueError, "sample_dt"),
+    (spikes(sample_dt=NAN), ValueError, "sample_dt"),
     (spikes(t1=INF), ValueError, "t1"),
     (spikes(max_spikes=0), ValueError, "max_spikes"),
     (spikes(max_spikes=2.0), ValueError, "max_spikes"),
@@ -199,7 +201,7 @@ API = [
     (projection(stp="depressing"), TypeError, "stp"),
     (lambda: hh.simulate(network(), STEP, t1=5.0), TypeError, "dict"),
     (lambda: hh.simulate(network(), {"I": STEP}, t1=5.0), ValueError, "unknown population"),
-    (lambda: hh.simulate(network(), None, t1=5.0, chunk_size=2), ValueError, "network"),
+    (lambda: hh.simulate(network(), None, t1=5.0, batching=hh.Batching(chunk_size=2)), ValueError, "network"),
     (lambda: hh.simulate(network(), None, t1=5.0, max_spikes=0), ValueError, "max_spikes"),
     (lambda: hh.simulate(network(), None, t1=5.0, dt=NAN), ValueError, "dt"),
     (lambda: hh.simulate(network(), None, t1=5.0, dt=0.1, max_active=0), ValueError, "max_active"),
@@ -414,7 +416,7 @@ def test_the_network_solve_refuses_a_stimulus_time_gradient():
 @pytest.mark.solve
 def test_forward_mode_says_which_adjoint_to_pass():
     ts = jnp.linspace(0.0, 2.0, 5)
-    f = lambda gna, adjoint=None: hh.simulate(hh.presets.seed(gNa=gna), None, t1=2.0, ts=ts,  # noqa: E731
+    f = lambda gna, adjoint=None: hh.simulate(hh.presets.hh1952(gNa=gna), None, t1=2.0, ts=ts,  # noqa: E731
                                               adjoint=adjoint).V
     with pytest.raises(TypeError, match=r"adjoint=diffrax.ForwardMode\(\)"):
         jax.jacfwd(f)(120.0)
@@ -451,14 +453,14 @@ def test_memory_budget_refuses_before_allocating(monkeypatch):
     with pytest.raises(ValueError, match=r"saved trace needs .* MB .*save='V'"):
         hh.simulate(P, STEP, t1=5.0, ts=jnp.linspace(0.0, 5.0, 20_001))
     with pytest.raises(ValueError, match="chunk_size"):
-        hh.simulate_spikes(hh.presets.seed(gNa=jnp.linspace(100.0, 120.0, 1000)), STEP, t1=5.0)
+        hh.simulate_spikes(hh.presets.hh1952(gNa=jnp.linspace(100.0, 120.0, 1000)), STEP, t1=5.0)
     with pytest.raises(ValueError, match="edges"):
         projection(weight=np.broadcast_to(0.1, (1000, 1000)), edges=None)()
-    batch = hh.presets.seed(gNa=jnp.linspace(100.0, 120.0, 400))  # 400 × 201 V samples: 0.64 MB
+    batch = hh.presets.hh1952(gNa=jnp.linspace(100.0, 120.0, 400))  # 400 × 201 V samples: 0.64 MB
     monkeypatch.setenv(MEMORY_BUDGET_ENV, "2MB")
     with pytest.raises(ValueError, match="chunk_size"):
         hh.simulate(batch, STEP, t1=5.0, save="V")  # 4 copies: 2.6 MB
-    assert hh.simulate(batch, STEP, t1=5.0, save="V", chunk_size=40).V.shape == (400, 201)
+    assert hh.simulate(batch, STEP, t1=5.0, save="V", batching=hh.Batching(chunk_size=40)).V.shape == (400, 201)
     monkeypatch.setenv(MEMORY_BUDGET_ENV, "lots")
     with pytest.raises(ValueError, match=MEMORY_BUDGET_ENV):
         memory_budget()
@@ -467,8 +469,8 @@ def test_memory_budget_refuses_before_allocating(monkeypatch):
 @pytest.mark.solve
 @pytest.mark.parametrize("max_steps", [np.int64(4096), np.int32(4096)])
 def test_numpy_integers_are_integers(max_steps):
-    tr = hh.simulate(hh.presets.seed(gNa=jnp.array([100.0, 120.0])), STEP, t1=5.0, ts=TS,
-                     max_steps=max_steps, chunk_size=np.int64(1))
+    tr = hh.simulate(hh.presets.hh1952(gNa=jnp.array([100.0, 120.0])), STEP, t1=5.0, ts=TS,
+                     max_steps=max_steps, batching=hh.Batching(chunk_size=np.int64(1)))
     sp = hh.simulate_spikes(P, STEP, t1=5.0, max_spikes=np.int64(4), max_steps=max_steps)
     assert tr.V.shape == (2, 51) and sp.times.shape == (4,)
 

@@ -20,7 +20,7 @@ def test_chunked_equals_per_chunk_solves():
     # Chunking runs the same compiled solve on consecutive slices: each chunk's result is
     # exactly that of solving the slice on its own.
     gNa = jnp.linspace(100.0, 140.0, 7)
-    chunked = hh.simulate(hh.presets.neuron(gNa=gNa), STEP, t1=50.0, ts=TS, save="V", chunk_size=3)
+    chunked = hh.simulate(hh.presets.neuron(gNa=gNa), STEP, t1=50.0, ts=TS, save="V", batching=hh.Batching(chunk_size=3))
     assert chunked.V.shape == (7, 501)
     for lo, hi in ((0, 3), (3, 6)):
         alone = hh.simulate(hh.presets.neuron(gNa=gNa[lo:hi]), STEP, t1=50.0, ts=TS, save="V")
@@ -33,7 +33,7 @@ def test_chunking_with_batched_stimulus_and_v0():
     p = hh.presets.neuron(gK=jnp.array([30.0, 40.0])[:, None])  # (2, 1)
     s = hh.Step(start=1.0, amplitude=jnp.array([2.0, 6.0, 10.0]))  # (3,)
     v0 = jnp.array([-70.0, -65.0, -60.0])
-    a = hh.simulate(p, s, t1=20.0, ts=TS[:201], v0=v0, save="V", chunk_size=4)
+    a = hh.simulate(p, s, t1=20.0, ts=TS[:201], v0=v0, save="V", batching=hh.Batching(chunk_size=4))
     b = hh.simulate(p, s, t1=20.0, ts=TS[:201], v0=v0, save="V")
     assert a.V.shape == b.V.shape == (2, 3, 201)
     np.testing.assert_allclose(np.asarray(a.V[..., 0]), np.broadcast_to(v0, (2, 3)))
@@ -44,7 +44,7 @@ def test_chunking_sampled_waveforms():
     times = jnp.linspace(0.0, 20.0, 41)
     vals = jnp.stack([jnp.full(41, a) for a in (0.0, 1.0, 2.0, 3.0, 4.0)])
     s = hh.Sampled(times, vals, hold="zero")
-    a = hh.simulate(hh.presets.neuron(), s, t1=20.0, ts=times, save="V", chunk_size=2)
+    a = hh.simulate(hh.presets.neuron(), s, t1=20.0, ts=times, save="V", batching=hh.Batching(chunk_size=2))
     b = hh.simulate(hh.presets.neuron(), s, t1=20.0, ts=times, save="V")
     assert a.V.shape == (5, 41)
     assert np.max(np.abs(np.asarray(a.V - b.V))) < 0.01
@@ -54,16 +54,14 @@ def test_per_neuron_steps_equal_solving_each_neuron_alone():
     p = hh.presets.neuron(gK=jnp.array([30.0, 40.0])[:, None])  # (2, 1)
     s = hh.Step(start=1.0, stop=41.0, amplitude=jnp.array([2.0, 6.0, 10.0]))  # (3,)
     v0 = jnp.array([-70.0, -65.0, -60.0])
-    batch = hh.simulate(p, s, t1=50.0, ts=TS, v0=v0, steps="per_neuron")
+    batch = hh.simulate(p, s, t1=50.0, ts=TS, v0=v0, batching=hh.Batching(per_neuron=True))
     assert batch.V.shape == batch.n.shape == (2, 3, 501)
     for i, gK in enumerate((30.0, 40.0)):
         for j, amp in enumerate((2.0, 6.0, 10.0)):
             alone = hh.simulate(hh.presets.neuron(gK=gK), hh.Step(start=1.0, stop=41.0, amplitude=amp), t1=50.0, ts=TS, v0=v0[j])
             np.testing.assert_allclose(np.asarray(batch.V[i, j]), np.asarray(alone.V), atol=1e-10, rtol=0)
-    chunked = hh.simulate(p, s, t1=50.0, ts=TS, v0=v0, steps="per_neuron", chunk_size=4)
+    chunked = hh.simulate(p, s, t1=50.0, ts=TS, v0=v0, batching=hh.Batching(chunk_size=4, per_neuron=True))
     np.testing.assert_allclose(np.asarray(chunked.V), np.asarray(batch.V), atol=1e-10, rtol=0)
-    with pytest.raises(ValueError, match="`steps`"):
-        hh.simulate(p, s, t1=5.0, steps="own")
 
 
 def test_mismatched_batch_shapes_name_the_arrays():
@@ -72,7 +70,7 @@ def test_mismatched_batch_shapes_name_the_arrays():
     with pytest.raises(ValueError, match=r"v0\(2,\)"):
         hh.simulate(hh.presets.neuron(gNa=jnp.ones(3) * 120), STEP, t1=5.0, v0=jnp.array([-65.0, -60.0]))
     with pytest.raises(ValueError, match="chunk_size"):
-        hh.simulate(hh.presets.neuron(), STEP, t1=5.0, chunk_size=0)
+        hh.simulate(hh.presets.neuron(), STEP, t1=5.0, batching=hh.Batching(chunk_size=0))
 
 
 SHARDED = textwrap.dedent(
@@ -86,11 +84,11 @@ SHARDED = textwrap.dedent(
     gNa = jnp.linspace(100.0, 140.0, 8)
     sharded = hh.simulate(hh.presets.neuron(gNa=gNa), step, t1=50.0, ts=ts, save="V")
     one = [jax.devices()[0]]
-    halves = [hh.simulate(hh.presets.neuron(gNa=g), step, t1=50.0, ts=ts, save="V", devices=one).V
+    halves = [hh.simulate(hh.presets.neuron(gNa=g), step, t1=50.0, ts=ts, save="V", batching=hh.Batching(devices=one)).V
               for g in (gNa[:4], gNa[4:])]
-    whole = hh.simulate(hh.presets.neuron(gNa=gNa), step, t1=50.0, ts=ts, save="V", devices=one).V
-    own = hh.simulate(hh.presets.neuron(gNa=gNa), step, t1=50.0, ts=ts, save="V", steps="per_neuron")
-    own_one = hh.simulate(hh.presets.neuron(gNa=gNa), step, t1=50.0, ts=ts, save="V", steps="per_neuron", devices=one)
+    whole = hh.simulate(hh.presets.neuron(gNa=gNa), step, t1=50.0, ts=ts, save="V", batching=hh.Batching(devices=one)).V
+    own = hh.simulate(hh.presets.neuron(gNa=gNa), step, t1=50.0, ts=ts, save="V", batching=hh.Batching(per_neuron=True))
+    own_one = hh.simulate(hh.presets.neuron(gNa=gNa), step, t1=50.0, ts=ts, save="V", batching=hh.Batching(devices=one, per_neuron=True))
     print(json.dumps(dict(
         per_neuron=float(np.max(np.abs(np.asarray(own.V - own_one.V)))),
         shape=list(sharded.V.shape),
@@ -123,7 +121,7 @@ def test_simulate_spikes_matches_spike_times_of_full_traces():
     full = hh.simulate(p, STEP, t1=50.0, save="V")  # default save grid: every 0.025 ms
     ref_times, ref_counts = hh.spike_times(full.t, full.V, max_spikes=8)
     for chunk in (None, 4):
-        sp = hh.simulate_spikes(p, STEP, t1=50.0, max_spikes=8, chunk_size=chunk)
+        sp = hh.simulate_spikes(p, STEP, t1=50.0, max_spikes=8, batching=hh.Batching(chunk_size=chunk))
         assert sp.times.shape == (9, 8) and sp.counts.shape == (9,)
         np.testing.assert_array_equal(np.asarray(sp.counts), np.asarray(ref_counts))
         if chunk is None:  # same solve: same samples, same refined times
@@ -141,9 +139,9 @@ def test_sampled_with_as_many_samples_as_neurons():
     times = jnp.linspace(0.0, 10.0, 6)
     vals = jnp.outer(jnp.arange(6.0), jnp.ones(6)) * 0.5  # neuron k gets a constant k/2 µA/cm²
     s = hh.Sampled(times, vals, hold="zero")
-    ref = hh.simulate(hh.presets.neuron(), s, t1=10.0, ts=times, steps="per_neuron")
-    for kwargs in (dict(chunk_size=4), dict(chunk_size=4, steps="per_neuron")):
-        got = hh.simulate(hh.presets.neuron(), s, t1=10.0, ts=times, **kwargs)
+    ref = hh.simulate(hh.presets.neuron(), s, t1=10.0, ts=times, batching=hh.Batching(per_neuron=True))
+    for batching in (hh.Batching(chunk_size=4), hh.Batching(chunk_size=4, per_neuron=True)):
+        got = hh.simulate(hh.presets.neuron(), s, t1=10.0, ts=times, batching=batching)
         assert got.V.shape == (6, 6)
         assert np.max(np.abs(np.asarray(got.V - ref.V))) < 0.01
     alone = hh.simulate(hh.presets.neuron(), hh.Sampled(times, vals[4], hold="zero"), t1=10.0, ts=times)

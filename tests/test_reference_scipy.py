@@ -37,7 +37,7 @@ def test_reference_methods_agree(scipy_reference):
 
 def test_gist_float64_matches_scipy(scipy_reference):
     V_ref, spikes_ref = scipy_reference
-    tr = hh.simulate(hh.presets.seed(), gist_stimulus(), t1=T1, ts=jnp.asarray(TS))
+    tr = hh.simulate(hh.presets.hh1952(), gist_stimulus(), t1=T1, ts=jnp.asarray(TS))
     assert tr.V.dtype == jnp.float64
     assert bool(tr.success)
     assert np.max(np.abs(np.asarray(tr.V) - V_ref)) < 0.01  # mV
@@ -51,7 +51,7 @@ def test_gist_float64_matches_scipy(scipy_reference):
 def test_gist_float32_spike_times(scipy_reference):
     _, spikes_ref = scipy_reference
     with jax.enable_x64(False):
-        tr = hh.simulate(hh.presets.seed(), gist_stimulus(), t1=T1, ts=jnp.linspace(0.0, T1, 5001))
+        tr = hh.simulate(hh.presets.hh1952(), gist_stimulus(), t1=T1, ts=jnp.linspace(0.0, T1, 5001))
         assert tr.V.dtype == jnp.float32
         spikes = np.asarray(hh.spike_times(tr.t, tr.V, threshold=THRESHOLD))
     assert bool(tr.success)
@@ -65,7 +65,7 @@ def test_long_step_repetitive_firing_matches_scipy():
     pieces = [(0.0, 5.0, 0.0), (5.0, 100.0, 10.0)]
     y0 = [0.0, *gist_steady_state(0.0)]
     V_ref, spikes_ref = integrate_piecewise(gist_rhs, y0, pieces, ts, threshold=THRESHOLD)
-    tr = hh.simulate(hh.presets.seed(), hh.Step(start=5.0, amplitude=10.0), t1=100.0, ts=jnp.asarray(ts))
+    tr = hh.simulate(hh.presets.hh1952(), hh.Step(start=5.0, amplitude=10.0), t1=100.0, ts=jnp.asarray(ts))
     spikes = np.asarray(hh.spike_times(tr.t, tr.V, threshold=THRESHOLD))
     assert len(spikes_ref) >= 5
     assert spikes.shape == spikes_ref.shape

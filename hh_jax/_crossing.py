@@ -1,0 +1,80 @@
+"""Threshold crossings: the one rule for where a spike is, used by the analysis functions,
+the solvers' in-solve spike detection (single neurons and networks) and the losses.
+
+A spike is an upward crossing of the threshold between two samples: the earlier one below
+it, the later one at or above it and finite (a failed solve's inf is no spike).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+_BISECTION_STEPS = 60  # halves the sample interval 60 times: below float64 resolution
+
+
+def upward_crossings(before, after, threshold) -> tuple[Bool[Array, "..."], Float[Array, "..."]]:
+    """Where the potential crosses `threshold` upwards from `before` to `after` (mV, any
+    broadcastable shapes), and the fraction of the interval at which it does by linear
+    interpolation (in [0, 1] where crossed; differentiable in the potentials)."""
+    crossed = (before < threshold) & (after >= threshold) & jnp.isfinite(after)
+    fraction = (threshold - before) / jnp.where(crossed, after - before, 1.0)
+    return crossed, fraction
+
+
+def crossings_linear(t, V, threshold):
+    """Mask of upward crossings per sample interval `(*batch, time − 1)` and their linearly
+    interpolated times (ms)."""
+    crossed, fraction = upward_crossings(V[..., :-1], V[..., 1:], threshold)
+    return crossed, t[:-1] + fraction * (t[1:] - t[:-1])
+
+
+def _cubic_through(t4, v4, s):
+    """The cubic through the four points (t4, v4), evaluated at s (Lagrange form)."""
+    total = 0.0
+    for j in range(4):
+        term = v4[j]
+        for k in range(4):
+            if k != j:
+                term = term * (s - t4[k]) / (t4[j] - t4[k])
+        total = total + term
+    return total
+
+
+def _crossing_time(t, V, i, threshold):
+    """Time in [t[i], t[i+1]] where the cubic through samples i-1..i+2 reaches the threshold.
+
+    The cubic interpolates the samples, so it is below the threshold at t[i] and at or above
+    it at t[i+1]; bisection on it converges to a crossing in that interval. At the ends of
+    the trace the four points shift inwards (still bracketing the interval).
+    """
+    n = t.shape[0]
+    lo_idx = jnp.clip(i - 1, 0, max(n - 4, 0))
+    idx = lo_idx + jnp.arange(min(4, n))
+    t4, v4 = t[idx], V[idx]
+    if n < 4:  # too few samples for a cubic: linear interpolation
+        t_a, t_b, v_a, v_b = t[i], t[i + 1], V[i], V[i + 1]
+        return t_a + (threshold - v_a) * (t_b - t_a) / (v_b - v_a)
+
+    def body(_, bracket):
+        a, b = bracket
+        mid = 0.5 * (a + b)
+        above = _cubic_through(t4, v4, mid) >= threshold
+        return jnp.where(above, a, mid), jnp.where(above, mid, b)
+
+    a, b = jax.lax.fori_loop(0, _BISECTION_STEPS, body, (t[i], t[i + 1]))
+    return 0.5 * (a + b)
+
+
+def spike_times_padded(
+    t: Float[Array, " time"], V: Float[Array, " time"], threshold, max_spikes: int
+) -> tuple[Float[Array, " max_spikes"], Int[Array, ""]]:
+    """Upward crossings of one trace, each located on the cubic through the four samples
+    around it: (times (ms) padded with NaN to `max_spikes`, count of all crossings)."""
+    crossed, _ = upward_crossings(V[:-1], V[1:], threshold)
+    count = jnp.sum(crossed)
+    (idx,) = jnp.nonzero(crossed, size=max_spikes, fill_value=0)
+    times = jax.vmap(lambda i: _crossing_time(t, V, i, threshold))(idx)
+    valid = jnp.arange(max_spikes) < count
+    return jnp.where(valid, times, jnp.nan), count

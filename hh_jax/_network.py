@@ -5,10 +5,8 @@ A `hh.Network` holds named `hh.Population`s (any membrane, `size` neurons each) 
 and long-term plasticity). Its state is a dict of arrays: `{"populations": {name: (states,
 size)}, "projections": {name: {variable: array}}}`; every variable is addressed by
 "<population>.<state>" or "<projection>.<variable>" (e.g. "E.V", "ee.g", "ee.w").
-
-Connectivity is a dense weight matrix (n_pre, n_post), summed by a matrix product, or an
-edge list (pre indices, post indices, weights), summed by `jax.ops.segment_sum` over the
-edges only, never through an N × N matrix.
+Projections, their connectivity and their plasticity rules live in `_projection` and
+`_plasticity`; this module holds populations and the network's ODE and jumps.
 """
 
 from __future__ import annotations
@@ -17,12 +15,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Int
+from jaxtyping import ArrayLike, Float
 
+from ._active import top_active
 from ._membrane import AbstractMembrane
-from ._plasticity import STDP, TsodyksMarkram
-from ._synapse import AbstractSynapse
-from ._validation import check_finite, check_memory, check_nonnegative, check_positive, concrete_array
+from ._projection import Projection
+from ._validation import check_finite, check_positive, concrete_array
 
 _SPIKE_FLOOR = 1e-9  # detector increments below this are not deliveries (fixed-step runs)
 
@@ -73,107 +71,6 @@ class Population(eqx.Module):
     def detector(self, V):
         """σ(V): the release detector, 0 at rest and 1 at a spike's peak."""
         return jax.nn.sigmoid((V - self.theta()) / self.sharpness)
-
-
-class Projection(eqx.Module):
-    """Connections of one synapse type from population `pre` to population `post`.
-
-    **Arguments:**
-    - `pre`, `post`: population names.
-    - `synapse`: an `hh.AbstractSynapse` (`hh.ExpSynapse`, `hh.AMPA()`, ...).
-    - `weight`: with `edges=None`, a dense matrix (n_pre, n_post) of conductance weights
-      (mS/cm²; 0 = no connection); with `edges`, one weight per edge (length E) or one
-      scalar for all.
-    - `edges`: None, or `(pre_index, post_index)`, two integer arrays of length E.
-    - `stp`: an `hh.TsodyksMarkram` rule, or None.
-    - `stdp`: an `hh.STDP` rule, or None (weights then stay fixed).
-
-    Example:
-        >>> proj = hh.Projection("E", "I", hh.ExpSynapse(tau=5.0, E=0.0), weight=0.03,
-        ...                      edges=(jnp.array([0, 1, 2]), jnp.array([0, 0, 1])))
-    """
-
-    pre: str = eqx.field(static=True)
-    post: str = eqx.field(static=True)
-    synapse: AbstractSynapse
-    weight: Float[Array, "..."]
-    pre_index: Int[Array, " edges"] | None
-    post_index: Int[Array, " edges"] | None
-    stp: TsodyksMarkram | None
-    stdp: STDP | None
-
-    def __init__(self, pre, post, synapse, weight, edges=None, *, stp=None, stdp=None):
-        owner = "hh.Projection"
-        if not (isinstance(pre, str) and isinstance(post, str)):
-            raise TypeError(f"{owner}: `pre` and `post` must be population names (str), got {pre!r}, {post!r}.")
-        if not isinstance(synapse, AbstractSynapse):
-            raise TypeError(f"{owner}: `synapse` must be an hh synapse (hh.ExpSynapse, hh.AMPA(), ...), got {type(synapse).__name__}.")
-        if stp is not None and not isinstance(stp, TsodyksMarkram):
-            raise TypeError(f"{owner}: `stp` must be an hh.TsodyksMarkram or None, got {type(stp).__name__}.")
-        if stdp is not None and not isinstance(stdp, STDP):
-            raise TypeError(f"{owner}: `stdp` must be an hh.STDP or None, got {type(stdp).__name__}.")
-        if edges is None and np.ndim(weight) == 2:
-            check_memory(owner, "a dense weight matrix", np.shape(weight), 8,
-                         "pass `edges` (pre_index, post_index) with one weight per edge for sparse connectivity")
-        weight = jnp.asarray(weight) if not isinstance(weight, jax.Array) else weight
-        if not jnp.issubdtype(weight.dtype, jnp.floating):
-            weight = weight.astype(jnp.result_type(float))
-        check_finite("weight", weight, owner)
-        check_nonnegative("weight", weight, owner, "mS/cm² (inhibition comes from the reversal potential E)")
-        if edges is None:
-            if weight.ndim != 2:
-                raise ValueError(
-                    f"{owner}: without `edges`, `weight` must be a dense (n_pre, n_post) matrix, "
-                    f"got shape {weight.shape}."
-                )
-            pre_index = post_index = None
-        else:
-            if not (isinstance(edges, (tuple, list)) and len(edges) == 2):
-                raise ValueError(f"{owner}: `edges` must be a pair (pre_index, post_index) of integer arrays.")
-            pre_index, post_index = (jnp.asarray(e) if np.size(e) else jnp.zeros((0,), jnp.int32) for e in edges)
-            for name, idx in (("pre_index", pre_index), ("post_index", post_index)):
-                if idx.ndim != 1 or not jnp.issubdtype(idx.dtype, jnp.integer):
-                    raise ValueError(f"{owner}: `edges` {name} must be a 1-D integer array, got {idx.dtype} of shape {idx.shape}.")
-            if pre_index.shape != post_index.shape:
-                raise ValueError(
-                    f"{owner}: `edges` pre and post index arrays differ in length: "
-                    f"{pre_index.shape[0]} and {post_index.shape[0]}."
-                )
-            n_edges = pre_index.shape[0]
-            if weight.shape not in ((), (n_edges,)):
-                raise ValueError(
-                    f"{owner}: `weight` must be a scalar or have one entry per edge ({n_edges}), "
-                    f"got shape {weight.shape}."
-                )
-        self.pre, self.post, self.synapse = pre, post, synapse
-        self.weight, self.pre_index, self.post_index = weight, pre_index, post_index
-        self.stp, self.stdp = stp, stdp
-
-    @property
-    def dense(self) -> bool:
-        return self.pre_index is None
-
-    @property
-    def plastic(self) -> bool:
-        return self.stdp is not None and self.stdp.enabled
-
-    def weights(self, state) -> Array:
-        """The current weights: the STDP state (within its bounds, and zero where a dense
-        matrix has no connection) if plastic, else the `weight` field."""
-        return self.clip_weights(state["w"]) if self.plastic else self.weight
-
-    def clip_weights(self, w):
-        """Plastic weights within the STDP bounds; absent connections of a dense matrix stay 0."""
-        w = self.stdp.clip(w)
-        return w * (self.weight != 0) if self.dense else w
-
-    def weighted_sum(self, w, n_post):
-        """x ↦ Σ_connections w x per postsynaptic neuron, for per-presynaptic x."""
-        if self.dense:
-            return lambda x: x @ w
-        return lambda x: jax.ops.segment_sum(
-            w * x[self.pre_index], self.post_index, num_segments=n_post
-        )
 
 
 class Network(eqx.Module):
@@ -245,7 +142,7 @@ class Network(eqx.Module):
         """Every recordable variable, "<population>.<state>" and "<projection>.<variable>"."""
         names = [f"{p}.{s}" for p, pop in self.populations.items() for s in pop.membrane.state_names]
         for name, proj in self.projections.items():
-            names += [f"{name}.{v}" for v in _projection_variables(proj)]
+            names += [f"{name}.{v}" for v in proj.state_names]
         return tuple(names)
 
     def initial_state(self, v0=None, init=None, dtype=None) -> dict:
@@ -270,18 +167,8 @@ class Network(eqx.Module):
                 if jnp.shape(v) not in ((), (pop.size,)):
                     raise ValueError(f"hh.simulate: `v0[{name!r}]` must be a scalar or have length {pop.size}, got shape {jnp.shape(v)}.")
             pops[name] = pop.membrane.initial_state(v, (pop.size,)).astype(dtype)
-        projs = {}
-        for name, proj in self.projections.items():
-            n_pre, n_post = self.populations[proj.pre].size, self.populations[proj.post].size
-            st = {s: jnp.zeros((n_pre,), dtype) for s in proj.synapse.pre_states}
-            st.update({s: jnp.zeros((n_post,), dtype) for s in proj.synapse.post_states})
-            if proj.stp is not None:
-                st.update(proj.stp.init(n_pre, dtype))
-            if proj.plastic:
-                shape = proj.weight.shape if proj.dense else proj.pre_index.shape
-                st.update(a_pre=jnp.zeros((n_pre,), dtype), a_post=jnp.zeros((n_post,), dtype),
-                          w=jnp.broadcast_to(proj.weight, shape).astype(dtype))
-            projs[name] = st
+        projs = {name: proj.initial_state(self.populations[proj.pre].size, self.populations[proj.post].size, dtype)
+                 for name, proj in self.projections.items()}
         state = {"populations": pops, "projections": projs}
         known = set(self.variable_names())
         for key, value in init.items():
@@ -357,11 +244,9 @@ class Network(eqx.Module):
             d.update(proj.synapse.derivatives(st, V[proj.pre], release_sum, efficacy))
             if proj.plastic:
                 if pulses:
-                    d.update(_stdp_derivatives(proj, st, up[proj.pre], up[proj.post]))
+                    d.update(proj.stdp.derivatives(st, up[proj.pre], up[proj.post], proj))
                 else:
-                    d.update(a_pre=-st["a_pre"] / proj.stdp.tau_plus,
-                             a_post=-st["a_post"] / proj.stdp.tau_minus,
-                             w=jnp.zeros_like(st["w"]))
+                    d.update(proj.stdp.relaxation(st))
             d_projs[name] = d
         return d_projs
 
@@ -407,8 +292,7 @@ class Network(eqx.Module):
             if proj.stp is not None:
                 b.update(proj.stp.relaxation_diagonal())
             if proj.plastic:
-                b.update(a_pre=-1.0 / jnp.asarray(proj.stdp.tau_plus),
-                         a_post=-1.0 / jnp.asarray(proj.stdp.tau_minus), w=jnp.zeros(()))
+                b.update(proj.stdp.relaxation_diagonal())
             # Broadcast to each variable's shape lazily: scalars stay scalars (one φ each).
             b_projs[name] = {k: jnp.asarray(b[k], st[k].dtype) for k in st}
         return ({"populations": d_pops, "projections": d_projs},
@@ -441,43 +325,9 @@ class Network(eqx.Module):
                     release_sum = _active_sum(proj, w, released, table, n_post, max_active)
                 st.update(proj.synapse.jump(st, release_sum))
             if proj.plastic:
-                st.update(_stdp_jump(proj, st, ds_up[proj.pre], ds_up[proj.post]))
+                st.update(proj.stdp.jump(st, ds_up[proj.pre], ds_up[proj.post], proj))
             projs[name] = st
         return {"populations": new["populations"], "projections": projs}
-
-
-def _projection_variables(proj):
-    names = list(proj.synapse.pre_states) + list(proj.synapse.post_states)
-    if proj.stp is not None:
-        names += list(proj.stp.state_names)
-    if proj.plastic:
-        names += ["a_pre", "a_post", "w"]
-    return names
-
-
-def _pairing(proj, a_pre, r_post, r_pre, a_post):
-    """A+ a_pre[i] r_post[j] − A− r_pre[i] a_post[j] for every connection i → j (existing
-    connections only, for a dense matrix): the STDP rate, or its jump with step integrals."""
-    rule = proj.stdp
-    if proj.dense:
-        dw = rule.A_plus * a_pre[:, None] * r_post[None, :] - rule.A_minus * r_pre[:, None] * a_post[None, :]
-        return dw * (proj.weight != 0)
-    i, j = proj.pre_index, proj.post_index
-    return rule.A_plus * a_pre[i] * r_post[j] - rule.A_minus * r_pre[i] * a_post[j]
-
-
-def _stdp_derivatives(proj, st, r_pre, r_post):
-    rule = proj.stdp
-    dw = _pairing(proj, st["a_pre"], r_post, r_pre, st["a_post"])
-    return {"a_pre": -st["a_pre"] / rule.tau_plus + r_pre,
-            "a_post": -st["a_post"] / rule.tau_minus + r_post,
-            "w": rule.clip_rate(st["w"], dw)}
-
-
-def _stdp_jump(proj, st, ds_pre, ds_post):
-    # The bilinear terms integrated exactly over the step: traces at their midpoints.
-    dw = _pairing(proj, st["a_pre"] + ds_pre / 2.0, ds_post, ds_pre, st["a_post"] + ds_post / 2.0)
-    return {"w": proj.clip_weights(st["w"] + dw), "a_pre": st["a_pre"] + ds_pre, "a_post": st["a_post"] + ds_post}
 
 
 def out_edge_table(pre_index, n_pre) -> np.ndarray:
@@ -504,8 +354,7 @@ def _active_sum(proj, w, released, table, n_post, max_active):
     neurons that released anything: up to `max_active` of them, found by `lax.top_k` (on
     float32, where it is fast); in a busier step the rest are summed over all edges."""
     n_edges = proj.pre_index.shape[0]
-    k = min(max_active, released.shape[0])
-    _, idx = jax.lax.top_k(released.astype(jnp.float32), k)
+    idx, _, overflow = top_active(released, max_active)
     amount = released[idx]  # exact values; zeros among them add nothing
     edges = table[idx]  # (k, out-degree), padded with n_edges
     w_pad = jnp.concatenate([jnp.broadcast_to(w, (n_edges,)), jnp.zeros((1,), released.dtype)])
@@ -515,5 +364,4 @@ def _active_sum(proj, w, released, table, n_post, max_active):
     def rest(_):
         return proj.weighted_sum(w, n_post)(released.at[idx].set(0.0))
 
-    overflow = jnp.sum(released > 0) > k
     return total + jax.lax.cond(overflow, rest, lambda _: jnp.zeros_like(total), None)

@@ -4,6 +4,12 @@ Both are written in continuous time, driven by the release pulses r(t) of the pr
 (and, for STDP, postsynaptic) neurons, whose integral is 1 per spike (see `hh.ExpSynapse`).
 Each rule also has an exact *jump* form, the same equations integrated over a step in which
 only the pulses act, used by fixed-step (clock-driven) runs.
+
+Both own their state and answer one interface, which is all a network calls: `state_names`,
+`init` (the state at rest), `derivatives` (under the pulses), `relaxation` and
+`relaxation_diagonal` (without them, for exponential Euler) and `jump`. Tsodyks–Markram acts
+per presynaptic neuron and also returns the released amount; STDP acts per connection, which
+it reaches through its projection (`pairwise`, `existing`).
 """
 
 from __future__ import annotations
@@ -163,6 +169,51 @@ class STDP(eqx.Module):
             lo, hi = concrete_array(self.w_min), concrete_array(self.w_max)
             if lo is not None and hi is not None and not np.all(hi > lo):
                 raise ValueError(f"{owner}: `w_max` must exceed `w_min`, got {self.w_max} <= {self.w_min}.")
+
+    @property
+    def state_names(self):
+        return ("a_pre", "a_post", "w")
+
+    def init(self, n_pre, n_post, weight, dtype):
+        """Empty traces and the initial weights `weight` (mS/cm², one per connection)."""
+        return {"a_pre": jnp.zeros((n_pre,), dtype), "a_post": jnp.zeros((n_post,), dtype),
+                "w": jnp.asarray(weight).astype(dtype)}
+
+    def _pairing(self, a_pre, r_post, r_pre, a_post, connections):
+        """A+ a_pre[i] r_post[j] − A− r_pre[i] a_post[j] for every connection i → j: the
+        weight's rate, or its jump with step integrals."""
+        dw = connections.pairwise(self.A_plus * a_pre, r_post) - connections.pairwise(self.A_minus * r_pre, a_post)
+        return connections.existing(dw)
+
+    def derivatives(self, state, r_pre, r_post, connections):
+        """d state/dt under the pre- and postsynaptic pulses r_pre, r_post (1/ms).
+
+        `connections` (an `hh.Projection`) pairs them: `pairwise(x, y)` gives x[i] y[j] for
+        every connection i → j and `existing(w)` zeroes absent ones."""
+        d = self.relaxation(state)
+        d["a_pre"] = d["a_pre"] + r_pre
+        d["a_post"] = d["a_post"] + r_post
+        d["w"] = self.clip_rate(state["w"], self._pairing(state["a_pre"], r_post, r_pre, state["a_post"], connections))
+        return d
+
+    def relaxation(self, state):
+        """The pulse-free part of d state/dt: the traces decay, the weights stay."""
+        return {"a_pre": -state["a_pre"] / self.tau_plus, "a_post": -state["a_post"] / self.tau_minus,
+                "w": jnp.zeros_like(state["w"])}
+
+    def relaxation_diagonal(self):
+        """∂(relaxation)/∂state: scalars."""
+        return {"a_pre": -1.0 / jnp.asarray(self.tau_plus), "a_post": -1.0 / jnp.asarray(self.tau_minus),
+                "w": jnp.zeros(())}
+
+    def jump(self, state, ds_pre, ds_post, connections):
+        """The state after pre- and postsynaptic pulses with integrals ds_pre, ds_post: the
+        bilinear terms integrated exactly over the step, with the traces at their midpoints;
+        weights kept within bounds (`connections` as in `derivatives`)."""
+        a_pre, a_post = state["a_pre"], state["a_post"]
+        dw = self._pairing(a_pre + ds_pre / 2.0, ds_post, ds_pre, a_post + ds_post / 2.0, connections)
+        return {"w": connections.existing(self.clip(state["w"] + dw)), "a_pre": a_pre + ds_pre,
+                "a_post": a_post + ds_post}
 
     def clip_rate(self, w, dw):
         """dw/dt with the bounds enforced: zero where it would push w past a bound."""

@@ -187,7 +187,7 @@ def AMPA(**overrides) -> KineticSynapse:
     """AMPA receptors: α 1.1 /(mM·ms), β 0.19 /ms, E 0 mV (Destexhe et al. 1998).
 
     Example:
-        >>> hh.AMPA(E=65.0)     # for a network of seed-convention (rest at 0 mV) neurons
+        >>> hh.AMPA(E=65.0)     # for a network of hh1952-convention (rest at 0 mV) neurons
     """
     return KineticSynapse(**{"alpha": 1.1, "beta": 0.19, "E": 0.0, **overrides})
 

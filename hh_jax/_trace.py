@@ -1,5 +1,10 @@
 """What a simulation returns: `Trace` (a neuron or a batch), `Spikes` (spike times only) and
-`NetworkTrace` (a network)."""
+`NetworkTrace` (a network).
+
+Both traces read a saved variable the same way: `trace[name]`, and `trace.values`, the
+mapping {name: array} of everything saved ("V", "n", ... for a neuron; "E.V", "ee.g", ...
+for a network). A `Trace` also keeps its attributes (`trace.V`, `trace.n`).
+"""
 
 from __future__ import annotations
 
@@ -19,9 +24,12 @@ class Trace(eqx.Module):
     - `num_steps`, `num_accepted_steps`, `num_rejected_steps`: solver statistics.
     - `success`: True when the solver reached t1.
 
+    Every saved variable is also `trace[name]` ("V", "n", ...), and `trace.values` is
+    {name: array}, as for an `hh.NetworkTrace`.
+
     Example:
-        >>> tr = hh.simulate(hh.presets.seed(), s, t1=50.0)
-        >>> tr.t.shape, tr.V.shape, tr.n.shape, bool(tr.success)
+        >>> tr = hh.simulate(hh.presets.hh1952(), s, t1=50.0)
+        >>> tr.t.shape, tr.V.shape, tr.n.shape, tr["n"].shape, bool(tr.success)
     """
 
     t: Float[Array, " time"]
@@ -40,6 +48,17 @@ class Trace(eqx.Module):
         raise AttributeError(
             f"Trace has no attribute {name!r}; saved gates: {sorted(gates)}"
         )
+
+    @property
+    def values(self) -> dict[str, Float[Array, "*batch time"]]:
+        """{"V": potential (mV), gate name: values}: every saved variable."""
+        return {"V": self.V, **self.gates}
+
+    def __getitem__(self, name):
+        values = self.values
+        if name not in values:
+            raise KeyError(f"Trace: {name!r} was not saved; saved: {sorted(values)}.")
+        return values[name]
 
 
 class Spikes(eqx.Module):
@@ -70,13 +89,14 @@ class NetworkTrace(eqx.Module):
       counts `(size,)`: upward crossings of the population's threshold. Fixed-step runs
       detect them at every step; adaptive runs from the potentials sampled at `ts` (so
       choose `ts` fine enough to resolve spikes: every 0.025 ms by default).
-    - `final`: the whole network state at t1 (e.g. learned weights:
-      `trace.final["projections"]["ee"]["w"]`).
+    - `final`: the whole network state at t1.
     - `num_steps`, `success`.
+
+    The learned weights are `trace.weights` ({projection: weights at t1}).
 
     Example:
         >>> tr = hh.simulate(net, stimuli, t1=100.0, save=("E.V", "ee.g"))
-        >>> tr["E.V"].shape, tr.spikes["E"].counts
+        >>> tr["E.V"].shape, tr.spikes["E"].counts, tr.weights["ee"]
     """
 
     t: Float[Array, " time"]
@@ -90,3 +110,9 @@ class NetworkTrace(eqx.Module):
         if name not in self.values:
             raise KeyError(f"NetworkTrace: {name!r} was not saved; saved: {sorted(self.values)}.")
         return self.values[name]
+
+    @property
+    def weights(self) -> dict[str, Float[Array, "..."]]:
+        """{projection: its weights at t1 (mS/cm²)} for every projection with STDP: a dense
+        (n_pre, n_post) matrix or one weight per edge, within the rule's bounds."""
+        return {name: st["w"] for name, st in self.final["projections"].items() if "w" in st}

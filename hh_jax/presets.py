@@ -1,22 +1,34 @@
-"""Ready-made parameter sets. Each returns an `hh.HodgkinHuxley`; keyword arguments override
-any field, and array values make a batch.
+"""Ready-made models. The membranes (`hh1952`, `neuron`, `pospischil`) return a membrane whose
+fields any keyword overrides (array values make a batch); `cobahh` returns a
+`NetworkModel`, a network with its initial values.
+
+`hh1952` was called `seed` (the 2017 gist's model) in 0.1; `seed()` still works for one
+release, with a `DeprecationWarning`: the word `seed` means a random seed everywhere else
+(`hh.fit(seed=0)`, `hh.presets.cobahh(seed=0)`).
 
 Example:
     >>> import hh_jax as hh
-    >>> p = hh.presets.seed(gNa=100.0)
+    >>> p = hh.presets.hh1952(gNa=100.0)
     >>> q = hh.presets.neuron(celsius=20.0)
 """
 
 from __future__ import annotations
 
+import warnings
+from typing import TYPE_CHECKING
+
+import equinox as eqx
 import numpy as np
 
 from ._membrane import HodgkinHuxley, Pospischil
 from ._validation import check_count, check_finite
 
-__all__ = ["seed", "neuron", "pospischil", "cobahh"]
+if TYPE_CHECKING:
+    from ._network import Network
 
-_SEED = dict(
+__all__ = ["hh1952", "neuron", "pospischil", "cobahh", "NetworkModel", "seed"]
+
+_HH1952 = dict(
     gNa=120.0, gK=36.0, gL=0.3, ENa=115.0, EK=-12.0, EL=10.613, Cm=1.0, celsius=6.3, vshift=65.0
 )
 _NEURON = dict(
@@ -44,8 +56,9 @@ def _build(preset: str, defaults: dict, overrides: dict, cls=HodgkinHuxley):
     return cls(**{**defaults, **overrides})
 
 
-def seed(**overrides) -> HodgkinHuxley:
-    """The squid-axon model of the 2017 gist: original HH convention with rest at 0 mV.
+def hh1952(**overrides) -> HodgkinHuxley:
+    """Hodgkin & Huxley's (1952) squid axon, voltages measured from rest as in their paper
+    (rest at 0 mV, depolarisation positive): the model of the 2017 gist.
 
     gNa 120, gK 36, gL 0.3 mS/cm²; ENa 115, EK −12, EL 10.613 mV; Cm 1 µF/cm²; 6.3 °C
     (rate factor 1); `vshift = 65` mV. Default initial potential: 0 mV.
@@ -53,8 +66,21 @@ def seed(**overrides) -> HodgkinHuxley:
     **Arguments:** any field of `hh.HodgkinHuxley` by keyword (units as there); arrays batch.
 
     **Returns:** an `hh.HodgkinHuxley`.
+
+    Example:
+        >>> p = hh.presets.hh1952(gNa=jnp.linspace(80.0, 160.0, 1000))   # a batch of 1000
     """
-    return _build("seed", _SEED, overrides)
+    return _build("hh1952", _HH1952, overrides)
+
+
+def seed(**overrides) -> HodgkinHuxley:
+    """Deprecated name of `hh1952` (same model, same arguments); warns."""
+    warnings.warn(
+        "hh.presets.seed() is renamed hh.presets.hh1952() (the same model; `seed` means a "
+        "random seed elsewhere); seed() will be removed in the next release.",
+        DeprecationWarning, stacklevel=2,
+    )
+    return _build("seed", _HH1952, overrides)
 
 
 def neuron(**overrides) -> HodgkinHuxley:
@@ -90,7 +116,35 @@ _COBAHH_AREA_CM2 = 20000e-8
 _NS = 1e-6 / _COBAHH_AREA_CM2  # 1 nS on that cell, in mS/cm²
 
 
-def cobahh(n: int = 4000, p: float = 0.02, seed: int = 0, excitatory_fraction: float = 0.8):
+class NetworkModel(eqx.Module):
+    """A ready-made network and the initial values it is meant to start from.
+
+    **Fields:** `network` (an `hh.Network`), `init` ({"<name>.<variable>": value}, for
+    `hh.simulate(model.network, ..., init=model.init)`).
+
+    Unpacking it as a pair, `net, init = hh.presets.cobahh()`, still works for one release,
+    with a `DeprecationWarning`.
+    """
+
+    network: Network
+    init: dict
+
+    def _as_tuple(self):
+        warnings.warn(
+            "hh.presets.cobahh() returns an hh.presets.NetworkModel: use `.network` and "
+            "`.init` instead of unpacking it as a tuple (removed in the next release).",
+            DeprecationWarning, stacklevel=3,
+        )
+        return (self.network, self.init)
+
+    def __iter__(self):
+        return iter(self._as_tuple())
+
+    def __getitem__(self, index):
+        return self._as_tuple()[index]
+
+
+def cobahh(n: int = 4000, p: float = 0.02, seed: int = 0, excitatory_fraction: float = 0.8) -> NetworkModel:
     """The COBAHH network of Brette et al. (2007, benchmark 3), as Brian2's example builds it.
 
     `n` Traub–Miles HH neurons (gNa 100, gK 30, gL 0.05 mS/cm²; ENa 50, EK −90, EL −60 mV;
@@ -106,17 +160,19 @@ def cobahh(n: int = 4000, p: float = 0.02, seed: int = 0, excitatory_fraction: f
     **Arguments:** `n` neurons, connection probability `p`, random `seed`,
     `excitatory_fraction`.
 
-    **Returns:** `(network, init)`, where `init` is the dict of initial values to pass to
-    `hh.simulate(..., init=init)`; the connectivity is `network.projections["exc"]`'s
-    `pre_index`/`post_index` (and "inh"'s).
+    **Returns:** an `hh.presets.NetworkModel`: `.network`, and `.init`, the dict of initial
+    values to pass to `hh.simulate(..., init=model.init)`; the connectivity is
+    `model.network.projections["exc"]`'s `pre_index`/`post_index` (and "inh"'s).
 
     Example:
-        >>> net, init = hh.presets.cobahh()
-        >>> tr = hh.simulate(net, None, t1=1000.0, dt=0.1, init=init, save=(), max_spikes=100)
+        >>> model = hh.presets.cobahh()
+        >>> tr = hh.simulate(model.network, None, t1=1000.0, dt=0.1, init=model.init, save=(),
+        ...                  max_spikes=100)
     """
     from ._channels import Leak, PospischilPotassium, PospischilSodium
     from ._membrane import ChannelMembrane
-    from ._network import Network, Population, Projection
+    from ._network import Network, Population
+    from ._projection import Projection
     from ._synapse import ExpSynapse
 
     n = check_count("n", n, "hh.presets.cobahh", minimum=2)
@@ -159,4 +215,4 @@ def cobahh(n: int = 4000, p: float = 0.02, seed: int = 0, excitatory_fraction: f
         "exc.g": (rng.standard_normal(n) * 1.5 + 4.0) * 10.0 * _NS,
         "inh.g": (rng.standard_normal(n) * 12.0 + 20.0) * 10.0 * _NS,
     }
-    return net, init
+    return NetworkModel(network=net, init=init)

@@ -14,7 +14,7 @@ TOL = dict(rtol=1e-10, atol=1e-10)
 
 def make_loss(target):
     def loss(g):
-        p = hh.presets.seed(gNa=g[0], gK=g[1], gL=g[2])
+        p = hh.presets.hh1952(gNa=g[0], gK=g[1], gL=g[2])
         tr = hh.simulate(p, STIM, t1=30.0, ts=TS, save="V", **TOL)
         return jnp.mean((tr.V - target) ** 2)
 
@@ -23,7 +23,7 @@ def make_loss(target):
 
 @pytest.fixture(scope="module")
 def target():
-    return hh.simulate(hh.presets.seed(gNa=110.0, gK=38.0, gL=0.27), STIM, t1=30.0, ts=TS, **TOL).V
+    return hh.simulate(hh.presets.hh1952(gNa=110.0, gK=38.0, gL=0.27), STIM, t1=30.0, ts=TS, **TOL).V
 
 
 def test_trace_mse_gradient_matches_central_differences(target):
@@ -51,7 +51,7 @@ def _loss_and_grads(membrane, v0):
 
 
 @pytest.mark.parametrize(
-    "preset, v0", [("seed", 10.0), ("seed", 25.0), ("neuron", -55.0), ("neuron", -40.0)]
+    "preset, v0", [("hh1952", 10.0), ("hh1952", 25.0), ("neuron", -55.0), ("neuron", -40.0)]
 )
 def test_value_and_gradient_finite_with_v0_at_singular_point(preset, v0):
     membrane = getattr(hh.presets, preset)()

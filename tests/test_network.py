@@ -106,6 +106,36 @@ def test_stdp_single_pair_follows_exponential_window(gap):
     assert change == pytest.approx(window, rel=0.005)  # in fact much closer
 
 
+@pytest.mark.parametrize("dense", [True, False])
+def test_stdp_jumps_give_the_exponential_window_exactly(dense):
+    """The rule's own state, decay and jump, without a solve: a presynaptic spike, the traces'
+    exact decay over Δt, a postsynaptic spike (and the reverse order) change the weight by
+    A+ exp(−Δt/τ+) and −A− exp(−Δt/τ−), the event-based window (Song et al. 2000)."""
+    rule = hh.STDP(A_plus=0.01, A_minus=0.012, tau_plus=16.8, tau_minus=33.7)
+    if dense:  # 2 → 1 only: the absent connections must stay absent
+        proj = hh.Projection("A", "B", hh.ExpSynapse(), weight=[[0.0], [0.05]], stdp=rule)
+    else:
+        proj = hh.Projection("A", "B", hh.ExpSynapse(), weight=0.05, edges=([1], [0]), stdp=rule)
+    assert proj.state_names == ("g", "a_pre", "a_post", "w")
+    spike_pre, spike_post, none = jnp.array([0.0, 1.0]), jnp.array([1.0]), jnp.array([0.0])
+    for gap in (3.0, 12.0):
+        for first, second, change in (
+            ((spike_pre, none), (none, spike_post), 0.01 * np.exp(-gap / 16.8)),
+            ((none, spike_post), (spike_pre, none), -0.012 * np.exp(-gap / 33.7)),
+        ):
+            st = proj.initial_state(2, 1, jnp.float64)
+            st.update(rule.jump(st, *first, proj))
+            rate = rule.relaxation_diagonal()  # the traces decay exponentially between spikes
+            st = {k: st[k] * jnp.exp(rate[k] * gap) if k in rate else st[k] for k in st}
+            st.update(rule.jump(st, *second, proj))
+            w = np.asarray(proj.weights(st)).ravel()
+            np.testing.assert_allclose(w[-1] - 0.05, change, rtol=1e-12)
+            assert np.all(w[:-1] == 0.0)
+    d = rule.derivatives(st, jnp.zeros(2), jnp.zeros(1), proj)
+    relax = rule.relaxation(st)
+    assert all(np.array_equal(d[k], relax[k]) for k in rule.state_names)
+
+
 def test_stdp_can_be_switched_off_and_bounds_hold():
     off = _pair(hh.ExpSynapse(), weight=0.05,
                 stdp=hh.STDP(A_plus=0.01, A_minus=0.012, enabled=False))
@@ -275,7 +305,8 @@ def test_float32_network_runs_in_float32_and_agrees(dt):
 
 
 def test_cobahh_preset_matches_the_published_network():
-    net, init = hh.presets.cobahh(n=1000, seed=1)
+    model = hh.presets.cobahh(n=1000, seed=1)
+    net, init = model.network, model.init
     exc, inh = net.projections["exc"], net.projections["inh"]
     for proj, n_pre in ((exc, 800), (inh, 200)):
         n_edges = proj.pre_index.shape[0]
@@ -381,7 +412,7 @@ def test_dense_stdp_keeps_absent_connections_absent_and_traces_under_vmap():
     np.testing.assert_array_equal(net.read(state, "p.w"), [[0.0, 0.1], [0.0, 0.0]])
     tr = hh.simulate(net, {"A": hh.Pulse(start=2.0, stop=2.5, amplitude=jnp.array([40.0, 0.0]))}, t1=20.0,
                      save=("p.w",), dt=0.025)
-    final = np.asarray(tr.final["projections"]["p"]["w"])
+    final = np.asarray(tr.weights["p"])
     assert final[0, 0] == final[1, 0] == final[1, 1] == 0.0 and 0.02 <= final[0, 1] <= 0.2
     rules = jax.vmap(lambda hi: hh.STDP(A_plus=0.01, A_minus=0.01, w_max=hi))(jnp.array([0.5, 1.0]))
     assert rules.w_max.shape == (2,)

@@ -106,8 +106,8 @@ def main(argv=None):
         draws[k] = np.exp(rng.uniform(np.log(lo), np.log(hi), args.candidates)) if log else rng.uniform(lo, hi, args.candidates)
     batch = hh.presets.pospischil(**{k: jnp.asarray(v) for k, v in draws.items()})
     # Each candidate takes its own steps (they spike at different times); only spikes return.
-    sp = hh.simulate_spikes(batch, step, t1=float(coarse.t[-1]), dt=0.1, rtol=1e-4, atol=1e-4,
-                            max_spikes=128, steps="per_neuron", throw=False, chunk_size=256)
+    sp = hh.simulate_spikes(batch, step, t1=float(coarse.t[-1]), sample_dt=0.1, rtol=1e-4, atol=1e-4,
+                            max_spikes=128, throw=False, batching=hh.Batching(chunk_size=256, per_neuron=True))
     rest = np.asarray(batch.resting_potential())  # every candidate starts, and waits, at rest
     times = np.asarray(sp.times)
     scores = np.full(args.candidates, np.inf)
@@ -157,13 +157,9 @@ def main(argv=None):
                    within_tolerance=ok, wall_time_s=wall, search_s=t_search, free=list(FREE))
     (out / "fit_allen.json").write_text(json.dumps(payload, indent=2))
     fig, ax = plt.subplots(figsize=(12, 3.8))
-    ax.plot(rec.t, rec.V, color="0.5", lw=0.6, label="recorded (junction-corrected)")
-    ax.plot(tr.t, tr.V, color="C3", lw=0.8, label="fitted Pospischil model")
-    ax.set(xlabel="t (ms)", ylabel="V (mV)", title="Allen 518290966 sweep 57")
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "fit_allen.png", dpi=110)
-    plt.close(fig)
+    hh.plotting.plot_fit(tr, rec.t, rec.V, ax=ax, data_label="recorded (junction-corrected)",
+                         fit_label="fitted Pospischil model").set_title("Allen 518290966 sweep 57")
+    hh.plotting.save_figure(fig, out / "fit_allen.png")
     print(f"wrote {out / 'fit_allen.png'} and {out / 'fit_allen.json'}")
     return payload
 

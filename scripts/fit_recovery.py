@@ -38,7 +38,7 @@ PROTOCOLS = {
 
 def make_targets(sigma: float, seed: int):
     ts = jnp.linspace(0.0, 50.0, 2001)
-    truth = hh.presets.seed(**TRUTH)
+    truth = hh.presets.hh1952(**TRUTH)
     rng = np.random.default_rng(seed)
     targets = []
     for stim in PROTOCOLS.values():
@@ -59,7 +59,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
 
     targets = make_targets(args.sigma, args.noise_seed)
-    res = hh.fit(hh.presets.seed(), targets, free=tuple(TRUTH), n_starts=args.starts, seed=0,
+    res = hh.fit(hh.presets.hh1952(), targets, free=tuple(TRUTH), n_starts=args.starts, seed=0,
                  progress=not args.no_progress)
     res.save(out / "fit_recovery.json")
 
@@ -84,17 +84,13 @@ def main(argv=None):
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     for ax, target, name in zip(axes[:2], targets, PROTOCOLS):
         fitted = hh.simulate(res.params, target.stimulus, t1=50.0, ts=target.ts)
-        ax.plot(target.ts, target.V, ".", ms=1.5, color="0.6", label="target (noisy)")
-        ax.plot(fitted.t, fitted.V, color="C3", lw=1.2, label="best fit")
-        ax.set(title=name, xlabel="t (ms)", ylabel="V (mV)")
-        ax.legend(loc="upper right", fontsize=8)
+        hh.plotting.plot_fit(fitted, target.ts, target.V, ax=ax, markers=True, data_label="target (noisy)",
+                             fit_label="best fit").set_title(name)
     hist = np.concatenate([res.history, res.polish_history], axis=1)
     axes[2].semilogy(hist.T, lw=0.7, alpha=0.7)
     axes[2].axvline(res.history.shape[1], color="k", lw=0.8, ls="--")
     axes[2].set(title="loss of every start (Adam | LM polish)", xlabel="iteration", ylabel="loss (mV²)")
-    fig.tight_layout()
-    fig.savefig(out / "fit_recovery.png", dpi=110)
-    plt.close(fig)
+    hh.plotting.save_figure(fig, out / "fit_recovery.png")
     print(f"  wrote {out / 'fit_recovery.png'} and {out / 'fit_recovery.json'}")
     return res
 

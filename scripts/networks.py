@@ -73,9 +73,7 @@ def depression(out: pathlib.Path) -> dict:
     axes[2].set_ylabel("post V (mV)")
     axes[2].set_xlabel("time (ms)")
     axes[0].set_title(f"Depressing synapse (U = {U}, τrec = {tau_rec:g} ms) under a 20 Hz train")
-    fig.tight_layout()
-    fig.savefig(out / "stp_depression.png", dpi=120)
-    plt.close(fig)
+    hh.plotting.save_figure(fig, out / "stp_depression.png", dpi=120)
     return dict(spike_times=spikes.tolist(), peak_g=peaks.tolist(), recurrence=expected.tolist(),
                 epsp_mV=epsp.tolist(), max_ratio_error=float(np.max(np.abs(peaks / peaks[0] / (expected / expected[0]) - 1))))
 
@@ -103,27 +101,21 @@ def ei_network(out: pathlib.Path, t1: float = 500.0, seed: int = 0) -> dict:
     tr = hh.simulate(net, drive, t1=t1, dt=0.025, ts=jnp.arange(0.0, t1 + 1e-9, 0.5), save=("E.V",), max_spikes=200)
     wall = time.perf_counter() - start
     fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True, gridspec_kw=dict(height_ratios=[3, 1]))
+    colors = {"E": "tab:blue", "I": "tab:red"}
+    hh.plotting.plot_raster(tr.spikes, ax=axes[0], colors=colors)
+    axes[0].set_xlabel("")
     rates = {}
     bins = np.arange(0.0, t1 + 5.0, 5.0)
-    offset = 0
-    for name, color in (("E", "tab:blue"), ("I", "tab:red")):
+    for name, color in colors.items():
         times = np.asarray(tr.spikes[name].times)
-        for k, row in enumerate(times):
-            row = row[np.isfinite(row)]
-            axes[0].plot(row, np.full(row.size, offset + k), "|", color=color, ms=3)
-        flat = times[np.isfinite(times)]
-        hist, _ = np.histogram(flat, bins)
+        hist, _ = np.histogram(times[np.isfinite(times)], bins)
         axes[1].plot(bins[:-1] + 2.5, hist / times.shape[0] / 5e-3, color=color, label=name)
         rates[name] = float(np.sum(np.asarray(tr.spikes[name].counts)) / times.shape[0] / ((t1 - 20.0) / 1000.0))
-        offset += times.shape[0]
-    axes[0].set_ylabel("neuron")
     axes[0].set_title(f"E/I network ({n_e} E, {n_i} I, p = {p}): E {rates['E']:.1f} Hz, I {rates['I']:.1f} Hz")
     axes[1].set_ylabel("rate (Hz)")
     axes[1].set_xlabel("time (ms)")
     axes[1].legend(frameon=False)
-    fig.tight_layout()
-    fig.savefig(out / "ei_network.png", dpi=120)
-    plt.close(fig)
+    hh.plotting.save_figure(fig, out / "ei_network.png", dpi=120)
     return dict(rates_hz=rates, wall_s=wall)
 
 
@@ -194,9 +186,7 @@ def fit_weights(out: pathlib.Path, steps: int = 30, t1: float = 300.0) -> dict:
     axes[1].set_yticks([])
     axes[1].legend(frameon=False, fontsize=8)
     fig.suptitle("Synaptic weights fitted by gradient descent to target firing rates")
-    fig.tight_layout()
-    fig.savefig(out / "weight_fit.png", dpi=120)
-    plt.close(fig)
+    hh.plotting.save_figure(fig, out / "weight_fit.png", dpi=120)
     return dict(history=history, weights=np.exp(np.asarray(log_w)).tolist(), teacher_weights=np.asarray(teacher).tolist(), model_rates_hz=final_rates.tolist(),
                 rates_hz=counted.tolist(), target_hz=np.asarray(target_rates).tolist(), wall_s=wall)
 

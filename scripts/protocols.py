@@ -17,7 +17,6 @@ import jax.numpy as jnp  # noqa: E402
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 import hh_jax as hh  # noqa: E402
 
@@ -30,7 +29,7 @@ def main(argv=None) -> dict:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    p = hh.presets.seed()
+    p = hh.presets.hh1952()
     threshold = p.spike_threshold()
     protocols = {
         "sustained_step": hh.Step(start=10.0, stop=190.0, amplitude=10.0),
@@ -59,10 +58,7 @@ def main(argv=None) -> dict:
 
 
 def _save(fig, path):
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f"  wrote {path}")
+    print(f"  wrote {hh.plotting.save_figure(fig, path)}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import jax.numpy as jnp  # noqa: E402
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 import hh_jax as hh  # noqa: E402
 
@@ -33,24 +32,12 @@ def main(argv=None) -> dict:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    params = hh.presets.seed()
+    params = hh.presets.hh1952()
     stimulus = hh.Pulse(start=0.0, stop=1.0, amplitude=150.0) + hh.Pulse(start=10.0, stop=11.0, amplitude=50.0)
     trace = hh.simulate(params, stimulus, t1=50.0, ts=jnp.linspace(0.0, 50.0, 5001))
     spikes = hh.spike_times(trace.t, trace.V, threshold=SPIKE_THRESHOLD)
 
-    figures = {}
-    for name, draw in (
-        ("stimulus", lambda ax: hh.plotting.plot_stimulus(stimulus, trace.t, ax=ax)),
-        ("voltage", lambda ax: hh.plotting.plot_voltage(trace, ax=ax, spikes=spikes)),
-        ("phase_plane", lambda ax: hh.plotting.plot_phase_plane(trace, gates=("n", "m"), ax=ax)),
-    ):
-        fig, ax = plt.subplots(figsize=(7, 3.2) if name != "phase_plane" else (5.5, 4.5))
-        draw(ax)
-        fig.tight_layout()
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        figures[name] = path
+    figures = hh.plotting.save_trace_figures(trace, stimulus, out, spikes=spikes, gates=("n", "m"))
 
     print(f"hh_jax {hh.__version__}: the gist's protocol, seed model, 0-50 ms")
     print(f"  solver steps: {int(trace.num_steps)} ({int(trace.num_rejected_steps)} rejected), success: {bool(trace.success)}")

@@ -131,6 +131,11 @@ def get_param(membrane, path):
     return obj
 
 
+def fittable_names(membrane) -> tuple[str, ...]:
+    """The parameters of `membrane` that `hh.fit` may free: all but `NOT_FITTED`."""
+    return tuple(n for n in membrane.parameter_names if n not in NOT_FITTED)
+
+
 def _param_kind(membrane, name):
     if name in membrane.positive_parameters:
         return "positive"
@@ -145,7 +150,7 @@ def spaces_for(init, free, bounds) -> tuple[_Space, ...]:
     free = tuple(free)
     if not free:
         raise ValueError(f"{OWNER}: `free` must name at least one parameter.")
-    fittable = [n for n in init.parameter_names if n not in NOT_FITTED]
+    fittable = list(fittable_names(init))
     unknown = [n for n in free if n not in fittable]
     if unknown:
         raise ValueError(f"{OWNER}: unknown parameter(s) {unknown} in `free`; expected any of {fittable}.")

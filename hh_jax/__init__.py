@@ -7,6 +7,8 @@ projections, the network ODE) → `_network_solve` (adaptive, or fixed steps wit
 `_exponential_euler`) → `NetworkTrace`.
 """
 
+from importlib import metadata as _metadata
+
 from . import plotting, presets
 from ._analysis import (
     firing_rate,
@@ -15,6 +17,7 @@ from ._analysis import (
     spike_count,
     spike_times,
 )
+from ._batch import Batching
 from ._compilation_cache import default_cache_dir, use_compilation_cache
 from ._fi_curve import FICurve, fi_curve, rheobase
 from ._fit import FitInterrupted, FitResult, fit
@@ -38,6 +41,8 @@ from ._channels import (
     MCurrent,
     PospischilPotassium,
     PospischilSodium,
+    hh_rates,
+    q10_factor,
 )
 from ._membrane import (
     AbstractChannelMembrane,
@@ -45,15 +50,15 @@ from ._membrane import (
     ChannelMembrane,
     HodgkinHuxley,
     Pospischil,
-    hh_rates,
-    q10_factor,
 )
 from ._exponential_euler import ExponentialEuler
-from ._network import Network, Population, Projection
-
+from ._network import Network, Population
 from ._plasticity import STDP, TsodyksMarkram
+from ._projection import Projection
 from ._synapse import AMPA, GABAA, NMDA, AbstractSynapse, ExpSynapse, KineticSynapse
-from ._solve import SolverError, simulate, simulate_spikes, stable_dtmax
+from ._simulate import simulate
+from ._solve import simulate_spikes, stable_dtmax
+from ._solve_setup import SolverError
 from ._stimulus import (
     AbstractStimulus,
     Noise,
@@ -71,9 +76,13 @@ from ._target import Target
 from ._trace import NetworkTrace, Spikes, Trace
 from ._vector_field import vector_field
 
-__version__ = "0.1.0"
+try:  # the version is declared once, in pyproject.toml
+    __version__ = _metadata.version("hh_jax")
+except _metadata.PackageNotFoundError:  # imported from a source tree without installing
+    __version__ = "0+unknown"
 
 __all__ = [
+    "Batching",
     "FitInterrupted",
     "default_cache_dir",
     "use_compilation_cache",

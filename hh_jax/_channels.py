@@ -169,8 +169,47 @@ class Leak(AbstractChannel):
 # ----------------------------------------------------------------------- Hodgkin–Huxley
 
 
-def _hh_factor(celsius):
-    return 3.0 ** ((celsius - 6.3) / 10.0)
+def q10_factor(celsius, base_celsius=6.3, q10=3.0):
+    """Temperature factor q10^((celsius − base)/10) that scales gate rates (NEURON's `hh.mod`).
+
+    Example:
+        >>> hh.q10_factor(16.3)   # 3.0
+    """
+    return q10 ** ((celsius - base_celsius) / 10.0)
+
+
+def _hh_sodium_rates(v):
+    """αm, βm, αh, βh (1/ms) of `hh.mod` at 6.3 °C; v in mV, NEURON convention."""
+    alpha_m = 0.1 * vtrap(-(v + 40.0), 10.0)
+    beta_m = 4.0 * safe_exp(-(v + 65.0) / 18.0)
+    alpha_h = 0.07 * safe_exp(-(v + 65.0) / 20.0)
+    beta_h = 1.0 / (safe_exp(-(v + 35.0) / 10.0) + 1.0)
+    return alpha_m, beta_m, alpha_h, beta_h
+
+
+def _hh_potassium_rates(v):
+    """αn, βn (1/ms) of `hh.mod` at 6.3 °C; v in mV, NEURON convention."""
+    alpha_n = 0.01 * vtrap(-(v + 55.0), 10.0)
+    beta_n = 0.125 * safe_exp(-(v + 65.0) / 80.0)
+    return alpha_n, beta_n
+
+
+def hh_rates(v):
+    """The Hodgkin–Huxley rate constants (1/ms) at 6.3 °C, in NEURON's convention (rest −65 mV).
+
+    These are the formulas of NEURON's `hh.mod`, with its `vtrap` made finite at the removable
+    singularities (v = −55 mV for αn, v = −40 mV for αm): the same functions `hh.HHSodium`
+    and `hh.HHPotassium` (and so `hh.HodgkinHuxley`) integrate.
+
+    **Arguments:**
+    - `v`: membrane potential (mV), NEURON convention; any shape.
+
+    **Returns:** `(alpha_n, beta_n, alpha_m, beta_m, alpha_h, beta_h)`, each shaped like `v`.
+
+    Example:
+        >>> an, bn, am, bm, ah, bh = hh.hh_rates(jnp.linspace(-100.0, 50.0, 151))
+    """
+    return (*_hh_potassium_rates(v), *_hh_sodium_rates(v))
 
 
 class HHSodium(AlphaBetaChannel):
@@ -188,15 +227,11 @@ class HHSodium(AlphaBetaChannel):
     gates: ClassVar[tuple[str, ...]] = ("m", "h")
 
     def rates(self, V):
-        v = V - self.vshift
-        alpha_m = 0.1 * vtrap(-(v + 40.0), 10.0)
-        beta_m = 4.0 * safe_exp(-(v + 65.0) / 18.0)
-        alpha_h = 0.07 * safe_exp(-(v + 65.0) / 20.0)
-        beta_h = 1.0 / (safe_exp(-(v + 35.0) / 10.0) + 1.0)
+        alpha_m, beta_m, alpha_h, beta_h = _hh_sodium_rates(V - self.vshift)
         return (alpha_m, beta_m), (alpha_h, beta_h)
 
     def rate_factor(self):
-        return _hh_factor(self.celsius)
+        return q10_factor(self.celsius)
 
     def current(self, V, gates):
         m, h = gates
@@ -217,13 +252,10 @@ class HHPotassium(AlphaBetaChannel):
     gates: ClassVar[tuple[str, ...]] = ("n",)
 
     def rates(self, V):
-        v = V - self.vshift
-        alpha_n = 0.01 * vtrap(-(v + 55.0), 10.0)
-        beta_n = 0.125 * safe_exp(-(v + 65.0) / 80.0)
-        return ((alpha_n, beta_n),)
+        return (_hh_potassium_rates(V - self.vshift),)
 
     def rate_factor(self):
-        return _hh_factor(self.celsius)
+        return q10_factor(self.celsius)
 
     def current(self, V, gates):
         (n,) = gates

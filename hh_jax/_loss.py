@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ._crossing import crossings_linear
 from ._target import Target
 
 
@@ -81,6 +82,12 @@ def is_least_squares(loss) -> bool:
     return False
 
 
+def trace_error(V, target, mask=None):
+    """V_model − V_target (mV) where `mask` (default the target's) holds, 0 elsewhere: the one
+    definition of a trace residual (losses scale it; the fit's standard errors use it raw)."""
+    return jnp.where(target.mask if mask is None else mask, V - target.V, 0.0)
+
+
 class TraceMSE(AbstractLoss):
     """Mean squared difference (mV²) between the simulated and target voltage over the
     target's unmasked samples. Optional `window = (start, stop)` (ms) restricts it in time.
@@ -97,7 +104,7 @@ class TraceMSE(AbstractLoss):
         if self.window is not None:
             mask = mask & (ts >= self.window[0]) & (ts <= self.window[1])
         n = jnp.maximum(jnp.sum(mask), 1)
-        return jnp.where(mask, V - target.V, 0.0) / jnp.sqrt(n).astype(V.dtype)
+        return trace_error(V, target, mask) / jnp.sqrt(n).astype(V.dtype)
 
     def __call__(self, ts, V, target):
         return jnp.sum(self.residuals(ts, V, target) ** 2)
@@ -164,9 +171,8 @@ def soft_spike_count(V, threshold, sharpness=2.0, mask=None):
 def _crossing_stats(ts, V, threshold, mask):
     """Upward threshold crossings located by linear interpolation (differentiable in V):
     (count, first crossing time, last crossing time)."""
-    up = (V[:-1] < threshold) & (V[1:] >= threshold) & mask[:-1] & mask[1:]
-    frac = (threshold - V[:-1]) / jnp.where(up, V[1:] - V[:-1], 1.0)
-    tc = ts[:-1] + frac * (ts[1:] - ts[:-1])
+    crossed, tc = crossings_linear(ts, V, threshold)
+    up = crossed & mask[:-1] & mask[1:]
     count = jnp.sum(up)
     first = jnp.min(jnp.where(up, tc, jnp.inf))
     last = jnp.max(jnp.where(up, tc, -jnp.inf))

@@ -27,7 +27,6 @@ from ._channels import (
     PospischilPotassium,
     PospischilSodium,
 )
-from ._rates import safe_exp, vtrap
 from ._validation import (
     broadcast_batch_shape,
     check_finite,
@@ -110,38 +109,6 @@ class AbstractMembrane(eqx.Module):
 
 def _is_value(v) -> bool:
     return isinstance(v, (int, float)) or is_array(v)
-
-
-def q10_factor(celsius, base_celsius=6.3, q10=3.0):
-    """Temperature factor q10^((celsius − base)/10) that scales gate rates (NEURON's `hh.mod`).
-
-    Example:
-        >>> hh.q10_factor(16.3)   # 3.0
-    """
-    return q10 ** ((celsius - base_celsius) / 10.0)
-
-
-def hh_rates(v):
-    """The Hodgkin–Huxley rate constants (1/ms) at 6.3 °C, in NEURON's convention (rest −65 mV).
-
-    These are the formulas of NEURON's `hh.mod`, with its `vtrap` made finite at the removable
-    singularities (v = −55 mV for αn, v = −40 mV for αm).
-
-    **Arguments:**
-    - `v`: membrane potential (mV), NEURON convention; any shape.
-
-    **Returns:** `(alpha_n, beta_n, alpha_m, beta_m, alpha_h, beta_h)`, each shaped like `v`.
-
-    Example:
-        >>> an, bn, am, bm, ah, bh = hh.hh_rates(jnp.linspace(-100.0, 50.0, 151))
-    """
-    alpha_n = 0.01 * vtrap(-(v + 55.0), 10.0)
-    beta_n = 0.125 * safe_exp(-(v + 65.0) / 80.0)
-    alpha_m = 0.1 * vtrap(-(v + 40.0), 10.0)
-    beta_m = 4.0 * safe_exp(-(v + 65.0) / 18.0)
-    alpha_h = 0.07 * safe_exp(-(v + 65.0) / 20.0)
-    beta_h = 1.0 / (safe_exp(-(v + 35.0) / 10.0) + 1.0)
-    return alpha_n, beta_n, alpha_m, beta_m, alpha_h, beta_h
 
 
 class AbstractChannelMembrane(AbstractMembrane):
@@ -317,7 +284,7 @@ class HodgkinHuxley(AbstractChannelMembrane):
     It is built from channels (`hh.HHPotassium`, `hh.HHSodium`, `hh.Leak`), like any
     `hh.AbstractChannelMembrane`. One set of equations serves both voltage conventions: rates are NEURON's `hh.mod` evaluated
     at `V − vshift`, so `vshift = 0` is NEURON's convention (rest near −65 mV) and
-    `vshift = 65` the original one with rest at 0 mV. Build it with `hh.presets.seed()` or
+    `vshift = 65` the original one with rest at 0 mV. Build it with `hh.presets.hh1952()` or
     `hh.presets.neuron()`, which fill in every field; any field may be an array, and all array
     fields broadcast together to the batch shape.
 
@@ -354,11 +321,11 @@ class HodgkinHuxley(AbstractChannelMembrane):
         _check_parameters(self, ("gNa", "gK", "gL"), {"Cm": "µF/cm²"})
 
     def resting_potential(self):
-        """−65 mV in NEURON's convention, shifted by `vshift` (0 mV for the seed preset)."""
+        """−65 mV in NEURON's convention, shifted by `vshift` (0 mV for the hh1952 preset)."""
         return jnp.asarray(self.vshift - 65.0)
 
     def spike_threshold(self):
-        """0 mV in NEURON's convention, shifted by `vshift` (65 mV for the seed preset)."""
+        """0 mV in NEURON's convention, shifted by `vshift` (65 mV for the hh1952 preset)."""
         return self.vshift + 0.0
 
     def channels(self):

@@ -26,7 +26,7 @@ def vector_field(
     **Returns:** dy/dt with the shape of `y` (mV/ms for V, 1/ms for the gates).
 
     Example:
-        >>> p = hh.presets.seed()
+        >>> p = hh.presets.hh1952()
         >>> y0 = p.initial_state()
         >>> hh.vector_field(0.0, y0, (p, hh.Pulse(start=0.0, stop=1.0, amplitude=150.0)))
     """

@@ -22,7 +22,7 @@ def scipy_spikes(amplitude):
 
 @pytest.fixture(scope="module")
 def fi():
-    return hh.fi_curve(hh.presets.seed(), jnp.asarray(AMPLITUDES), start=START, stop=STOP)
+    return hh.fi_curve(hh.presets.hh1952(), jnp.asarray(AMPLITUDES), start=START, stop=STOP)
 
 
 def test_fi_curve_matches_scipy(fi):
@@ -44,7 +44,7 @@ def test_fi_latency_matches_scipy(fi):
 
 
 def test_rheobase_matches_scipy_bisection():
-    got = hh.rheobase(hh.presets.seed(), start=START, stop=STOP)
+    got = hh.rheobase(hh.presets.hh1952(), start=START, stop=STOP)
     # Independent bisection on scipy solves to 0.005 µA/cm².
     low, high = 0.0, 10.0
     assert len(scipy_spikes(low)) == 0 and len(scipy_spikes(high)) > 0
@@ -56,12 +56,12 @@ def test_rheobase_matches_scipy_bisection():
             low = mid
     assert got == pytest.approx(0.5 * (low + high), abs=0.05)
     # hh_jax's own claim: `got` fires and `got - 0.01` does not.
-    counts = hh.fi_curve(hh.presets.seed(), jnp.array([got - 0.011, got]), start=START, stop=STOP).count
+    counts = hh.fi_curve(hh.presets.hh1952(), jnp.array([got - 0.011, got]), start=START, stop=STOP).count
     np.testing.assert_array_equal(np.asarray(counts > 0), [False, True])
 
 
 def test_fi_curve_batch_of_membranes():
-    fi = hh.fi_curve(hh.presets.seed(gNa=jnp.array([100.0, 120.0])), jnp.array([0.0, 20.0]), start=1.0, stop=101.0)
+    fi = hh.fi_curve(hh.presets.hh1952(gNa=jnp.array([100.0, 120.0])), jnp.array([0.0, 20.0]), start=1.0, stop=101.0)
     assert fi.rate.shape == (2, 2)
     assert np.all(np.asarray(fi.rate[:, 0]) == 0) and np.all(np.asarray(fi.rate[:, 1]) > 50)
 
@@ -69,12 +69,12 @@ def test_fi_curve_batch_of_membranes():
 @pytest.mark.parametrize(
     "call, name",
     [
-        (lambda: hh.fi_curve(hh.presets.seed(), jnp.array([[1.0]])), "amplitudes"),
-        (lambda: hh.fi_curve(hh.presets.seed(), jnp.array([1.0, np.nan])), "amplitudes"),
-        (lambda: hh.fi_curve(hh.presets.seed(), jnp.array([1.0]), start=5.0, stop=2.0), "stop"),
-        (lambda: hh.rheobase(hh.presets.seed(), low=5.0, high=1.0), "low"),
-        (lambda: hh.rheobase(hh.presets.seed(), tol=0.0), "tol"),
-        (lambda: hh.rheobase(hh.presets.seed(), stop=20.0, high=1.0), "high"),
+        (lambda: hh.fi_curve(hh.presets.hh1952(), jnp.array([[1.0]])), "amplitudes"),
+        (lambda: hh.fi_curve(hh.presets.hh1952(), jnp.array([1.0, np.nan])), "amplitudes"),
+        (lambda: hh.fi_curve(hh.presets.hh1952(), jnp.array([1.0]), start=5.0, stop=2.0), "stop"),
+        (lambda: hh.rheobase(hh.presets.hh1952(), low=5.0, high=1.0), "low"),
+        (lambda: hh.rheobase(hh.presets.hh1952(), tol=0.0), "tol"),
+        (lambda: hh.rheobase(hh.presets.hh1952(), stop=20.0, high=1.0), "high"),
     ],
 )
 def test_bad_input(call, name):

@@ -17,7 +17,7 @@ FREE = ("gNa", "gK", "gL", "EL")
 
 
 def clean_trace(stimulus, **params):
-    p = hh.presets.seed(**{**TRUTH, **params})
+    p = hh.presets.hh1952(**{**TRUTH, **params})
     return np.asarray(hh.simulate(p, stimulus, t1=50.0, ts=jnp.asarray(TS), rtol=1e-10, atol=1e-10).V)
 
 
@@ -33,7 +33,7 @@ def test_recovery_32_starts_two_protocols_with_noise():
     """The acceptance fit: 32 random starts, two protocols, σ = 1 mV noise, four free
     parameters. Starts must converge to the optimum, and the optimum must lie within three
     standard errors of the truth."""
-    res = hh.fit(hh.presets.seed(), noisy_targets(1), free=FREE, n_starts=32, seed=0, progress=False)
+    res = hh.fit(hh.presets.hh1952(), noisy_targets(1), free=FREE, n_starts=32, seed=0, progress=False)
     fp = res.final_params
     best = {k: getattr(res.params, k) for k in FREE}
     at_optimum = (
@@ -65,7 +65,7 @@ def test_recovery_32_starts_two_protocols_with_noise():
 
 def test_noise_free_fit_recovers_truth_exactly():
     targets = [hh.Target(stimulus=s, ts=TS, V=clean_trace(s)) for s in (GIST, STEP)]
-    res = hh.fit(hh.presets.seed(), targets, free=FREE, n_starts=4, seed=3, steps=80, progress=False)
+    res = hh.fit(hh.presets.hh1952(), targets, free=FREE, n_starts=4, seed=3, steps=80, progress=False)
     for k in FREE:
         assert getattr(res.params, k) == pytest.approx(TRUTH[k], rel=1e-4), k
     assert res.loss < 1e-6
@@ -74,7 +74,7 @@ def test_noise_free_fit_recovers_truth_exactly():
 def test_standard_errors_match_spread_over_noise_draws():
     """Fisher standard errors against the spread of estimates over independent noise draws
     (12 draws: the sample SD is within ±45 % of the true SD with high probability)."""
-    start = hh.presets.seed(**TRUTH)
+    start = hh.presets.hh1952(**TRUTH)
     estimates, ses = [], []
     for seed in range(12):
         res = hh.fit(start, noisy_targets(100 + seed), free=FREE, steps=0, polish=10, progress=False)
@@ -89,7 +89,7 @@ def test_standard_errors_match_spread_over_noise_draws():
 
 def test_each_target_contributes():
     a, b = noisy_targets(7)
-    start = hh.presets.seed(**TRUTH)
+    start = hh.presets.hh1952(**TRUTH)
     kw = dict(free=FREE, steps=0, polish=8, progress=False)
     both = hh.fit(start, [a, b], **kw).params
     only_a = hh.fit(start, [a], **kw).params
@@ -106,7 +106,7 @@ def test_user_loss_function_drives_the_fit():
         calls.append(1)
         return jnp.mean(jnp.abs(V - tg.V))  # L1, not something hh_jax provides
 
-    start = hh.presets.seed(**{**TRUTH, "gK": 44.0})
+    start = hh.presets.hh1952(**{**TRUTH, "gK": 44.0})
     res = hh.fit(start, target, free=("gK",), loss=my_loss, steps=60, progress=False)
     assert calls and res.polish_history.shape[1] == 0  # no least-squares polish for it
     assert abs(res.params.gK - 40.0) < abs(44.0 - 40.0) * 0.1
@@ -116,7 +116,7 @@ def test_user_loss_function_drives_the_fit():
 def test_feature_and_smoothed_losses_fit_a_shifted_spike_train():
     target = hh.Target(stimulus=STEP, ts=TS, V=clean_trace(STEP))
     loss = hh.SmoothedTraceMSE(width=1.0) + 0.1 * hh.FeatureLoss()
-    start = hh.presets.seed(**{**TRUTH, "gNa": 80.0})
+    start = hh.presets.hh1952(**{**TRUTH, "gNa": 80.0})
     res = hh.fit(start, target, free=("gNa",), loss=loss, steps=60, progress=False)
     assert abs(res.params.gNa - 100.0) < 5.0
     assert res.history[0, -1] < 0.2 * res.history[0, 0]
@@ -125,13 +125,13 @@ def test_feature_and_smoothed_losses_fit_a_shifted_spike_train():
 def test_save_load_resume_equals_uninterrupted(tmp_path):
     targets = noisy_targets(5)
     kw = dict(free=FREE, n_starts=3, seed=1, polish=3, progress=False)
-    whole = hh.fit(hh.presets.seed(), targets, steps=20, **kw)
-    half = hh.fit(hh.presets.seed(), targets, steps=10, **kw)
+    whole = hh.fit(hh.presets.hh1952(), targets, steps=20, **kw)
+    half = hh.fit(hh.presets.hh1952(), targets, steps=10, **kw)
     half.save(tmp_path / "fit.json")
     loaded = hh.FitResult.load(tmp_path / "fit.json")
     assert loaded.params == half.params and loaded.stderr == half.stderr
     np.testing.assert_array_equal(loaded.history, half.history)
-    resumed = hh.fit(hh.presets.seed(), targets, steps=20, resume=loaded, **kw)
+    resumed = hh.fit(hh.presets.hh1952(), targets, steps=20, resume=loaded, **kw)
     np.testing.assert_array_equal(resumed.history, whole.history)
     for k in FREE:
         np.testing.assert_array_equal(resumed.final_params[k], whole.final_params[k])
@@ -147,7 +147,7 @@ def test_failing_start_is_marked_and_others_continue():
     def nan_above(ts, V, tg):
         return jnp.mean((V - tg.V) ** 2) + jnp.where(jnp.max(V) > 106.0, jnp.nan, 0.0)
 
-    res = hh.fit(hh.presets.seed(), target, free=("gNa",), loss=nan_above, n_starts=6, seed=2,
+    res = hh.fit(hh.presets.hh1952(), target, free=("gNa",), loss=nan_above, n_starts=6, seed=2,
                  steps=20, progress=False)
     peak = np.array([np.max(clean_trace(STEP, gNa=g)) for g in res.start_params["gNa"]])
     assert abs(res.params.gNa - 100.0) < 10.0
@@ -159,7 +159,7 @@ def test_failing_start_is_marked_and_others_continue():
 
 def test_lbfgs_and_custom_optax_optimisers():
     target = hh.Target(stimulus=STEP, ts=TS, V=clean_trace(STEP))
-    start = hh.presets.seed(**{**TRUTH, "gK": 44.0})
+    start = hh.presets.hh1952(**{**TRUTH, "gK": 44.0})
     for opt in ("lbfgs", optax.sgd(1e-3)):
         res = hh.fit(start, target, free=("gK",), optimizer=opt, steps=10, polish=0, progress=False)
         assert res.history[0, -1] < res.history[0, 0], opt
@@ -167,7 +167,7 @@ def test_lbfgs_and_custom_optax_optimisers():
 
 def test_bounds_are_respected_and_starts_drawn_inside():
     target = hh.Target(stimulus=STEP, ts=TS, V=clean_trace(STEP))
-    res = hh.fit(hh.presets.seed(), target, free=("gNa", "EL"), bounds={"gNa": (90.0, 130.0), "EL": (5.0, 15.0)},
+    res = hh.fit(hh.presets.hh1952(), target, free=("gNa", "EL"), bounds={"gNa": (90.0, 130.0), "EL": (5.0, 15.0)},
                  n_starts=5, steps=10, polish=2, progress=False)
     for k, (lo, hi) in (("gNa", (90.0, 130.0)), ("EL", (5.0, 15.0))):
         assert np.all((res.start_params[k] > lo) & (res.start_params[k] < hi))
@@ -179,13 +179,13 @@ def test_bounds_are_respected_and_starts_drawn_inside():
     [
         (lambda: hh.Target(stimulus=STEP, ts=TS, V=np.where(TS > 20, np.nan, 0.0)), "non-finite"),
         (lambda: hh.Target(stimulus=STEP, ts=TS, V=np.zeros(TS.size - 1)), "same length"),
-        (lambda: hh.fit(hh.presets.seed(), _target(), free=("gNa", "gX")), r"unknown parameter.*gX"),
-        (lambda: hh.fit(hh.presets.seed(), _target(), free=("gNa",), bounds={"gNa": (200.0, 100.0)}), "lower bound"),
-        (lambda: hh.fit(hh.presets.seed(), _target(), free=("gNa",), bounds={"gNa": (130.0, 200.0)}), "outside its bounds"),
-        (lambda: hh.fit(hh.presets.seed(), _target(), free=("EL",), bounds={"gNa": (1.0, 2.0)}), "not in `free`"),
-        (lambda: hh.fit(hh.presets.seed(gNa=jnp.ones(3)), _target()), "single neuron"),
-        (lambda: hh.fit(hh.presets.seed(), [], free=("gNa",)), "Target"),
-        (lambda: hh.fit(hh.presets.seed(), _target(), optimizer="newton"), "lbfgs"),
+        (lambda: hh.fit(hh.presets.hh1952(), _target(), free=("gNa", "gX")), r"unknown parameter.*gX"),
+        (lambda: hh.fit(hh.presets.hh1952(), _target(), free=("gNa",), bounds={"gNa": (200.0, 100.0)}), "lower bound"),
+        (lambda: hh.fit(hh.presets.hh1952(), _target(), free=("gNa",), bounds={"gNa": (130.0, 200.0)}), "outside its bounds"),
+        (lambda: hh.fit(hh.presets.hh1952(), _target(), free=("EL",), bounds={"gNa": (1.0, 2.0)}), "not in `free`"),
+        (lambda: hh.fit(hh.presets.hh1952(gNa=jnp.ones(3)), _target()), "single neuron"),
+        (lambda: hh.fit(hh.presets.hh1952(), [], free=("gNa",)), "Target"),
+        (lambda: hh.fit(hh.presets.hh1952(), _target(), optimizer="newton"), "lbfgs"),
     ],
 )
 def test_bad_input_is_rejected_before_any_solve(make, match, monkeypatch):
@@ -201,7 +201,7 @@ def test_masked_nans_are_allowed():
     V[100:200] = np.nan
     target = hh.Target(stimulus=STEP, ts=TS, V=V, mask=np.isfinite(V))
     assert np.all(np.isfinite(np.asarray(target.V)))
-    res = hh.fit(hh.presets.seed(**{**TRUTH, "gK": 41.0}), target, free=("gK",), steps=0, polish=6, progress=False)
+    res = hh.fit(hh.presets.hh1952(**{**TRUTH, "gK": 41.0}), target, free=("gK",), steps=0, polish=6, progress=False)
     assert res.params.gK == pytest.approx(40.0, rel=1e-4)
 
 
@@ -242,7 +242,7 @@ def test_weighted_windows_are_least_squares_and_polished():
     ts, V = jnp.asarray(TS), jnp.asarray(clean_trace(STEP, gK=41.0))
     r = loss.residuals(ts, V, target)
     assert float(jnp.sum(r**2)) == pytest.approx(float(loss(ts, V, target)), rel=1e-12)
-    res = hh.fit(hh.presets.seed(**{**TRUTH, "gK": 41.0}), target, free=("gK",), loss=loss,
+    res = hh.fit(hh.presets.hh1952(**{**TRUTH, "gK": 41.0}), target, free=("gK",), loss=loss,
                  steps=0, polish=6, progress=False)
     assert res.polish_history.shape[0] == 1 and res.polish_history.shape[1] <= 6 and res.converged[0]
     assert res.params.gK == pytest.approx(40.0, rel=1e-4)
@@ -254,8 +254,8 @@ def test_every_kind_of_bound_maps_the_whole_line_inside_it():
     u = jnp.linspace(-30.0, 30.0, 121)
     cases = {(0.0, 200.0): "gNa", (1.0, np.inf): "gNa", (0.0, np.inf): "gNa", (-np.inf, 20.0): "EL", (-np.inf, np.inf): "EL"}
     for (lo, hi), name in cases.items():
-        (space,) = spaces_for(hh.presets.seed(), (name,), {name: (lo, hi)})
+        (space,) = spaces_for(hh.presets.hh1952(), (name,), {name: (lo, hi)})
         x = np.asarray(space.natural(u))
         assert np.all(np.isfinite(x)) and np.all(x >= lo) and np.all(x <= hi), (lo, hi, space.kind)
-        assert float(space.natural(0.0)) == pytest.approx(getattr(hh.presets.seed(), name))
-        assert float(space.unconstrained(getattr(hh.presets.seed(), name))) == pytest.approx(0.0, abs=1e-12)
+        assert float(space.natural(0.0)) == pytest.approx(getattr(hh.presets.hh1952(), name))
+        assert float(space.unconstrained(getattr(hh.presets.hh1952(), name))) == pytest.approx(0.0, abs=1e-12)

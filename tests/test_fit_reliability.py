@@ -21,7 +21,7 @@ KW = dict(free=("gNa", "gK"), n_starts=3, seed=4, progress=False)
 
 
 def target(stimulus=STEP, **params):
-    p = hh.presets.seed(**{**TRUTH, **params})
+    p = hh.presets.hh1952(**{**TRUTH, **params})
     V = np.asarray(hh.simulate(p, stimulus, t1=50.0, ts=jnp.asarray(TS), rtol=1e-10, atol=1e-10).V)
     return hh.Target(stimulus=stimulus, ts=TS, V=V + np.random.default_rng(0).normal(0.0, 0.5, TS.size))
 
@@ -42,14 +42,16 @@ def interrupt_on_call(monkeypatch, n, how):
         return out
 
     import hh_jax._fit as fit_module
+    from hh_jax._fit import _run
 
-    monkeypatch.setattr(fit_module, "lm_chunk", chunk)
+    for module in (fit_module, _run):  # the iterations, and the screening of candidates
+        monkeypatch.setattr(module, "lm_chunk", chunk)
 
 
 @pytest.mark.parametrize("how, calls", [("ctrl-c", 6), ("sigterm", 6), ("ctrl-c", 2)])
 def test_interrupted_fit_checkpoints_and_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, how, calls):
     tg = target()
-    init = hh.presets.seed(**TRUTH)
+    init = hh.presets.hh1952(**TRUTH)
     whole = hh.fit(init, tg, **KW)
     path = tmp_path / "fit.json"
     # 12 candidates in 4 compiled batches of 3, then chunks of iterations: stop in the search
@@ -72,7 +74,7 @@ def test_interrupted_fit_checkpoints_and_resumes_to_the_uninterrupted_result(tmp
 
 def test_checkpoint_file_is_the_final_result(tmp_path):
     path = tmp_path / "fit.json"
-    res = hh.fit(hh.presets.seed(**TRUTH), target(), checkpoint=path, **KW)
+    res = hh.fit(hh.presets.hh1952(**TRUTH), target(), checkpoint=path, **KW)
     assert hh.FitResult.load(path).params == res.params
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # no temporary file left
 
@@ -80,7 +82,7 @@ def test_checkpoint_file_is_the_final_result(tmp_path):
 @pytest.mark.parametrize(
     "change, word",
     [
-        (dict(init=hh.presets.seed(**{**TRUTH, "gL": 0.3})), "init"),
+        (dict(init=hh.presets.hh1952(**{**TRUTH, "gL": 0.3})), "init"),
         (dict(targets=None), "targets"),
         (dict(n_starts=4), "n_starts"),
         (dict(free=("gNa", "gL")), "free"),
@@ -90,7 +92,7 @@ def test_checkpoint_file_is_the_final_result(tmp_path):
 )
 def test_resume_of_a_different_problem_is_refused(change, word):
     tg = target()
-    init = hh.presets.seed(**TRUTH)
+    init = hh.presets.hh1952(**TRUTH)
     first = hh.fit(init, tg, polish=2, **KW)
     kw = {**KW, "polish": 4}
     for key in ("n_starts", "free"):
@@ -102,7 +104,7 @@ def test_resume_of_a_different_problem_is_refused(change, word):
 
 
 def test_truncated_or_foreign_files_are_refused_by_name(tmp_path):
-    res = hh.fit(hh.presets.seed(**TRUTH), target(), polish=2, **KW)
+    res = hh.fit(hh.presets.hh1952(**TRUTH), target(), polish=2, **KW)
     good = tmp_path / "fit.json"
     res.save(good)
     text = good.read_text()
@@ -129,10 +131,23 @@ def test_diverging_optimiser_is_a_failure_not_a_result():
     reported with a warning that it sits on a bound; with no start left, the fit raises."""
     tg = target()
     with pytest.warns(RuntimeWarning, match="at a bound"):
-        res = hh.fit(hh.presets.seed(**TRUTH), tg, optimizer=optax.adam(1e3), steps=12, polish=0, chunk=6, **KW)
+        res = hh.fit(hh.presets.hh1952(**TRUTH), tg, optimizer=optax.adam(1e3), steps=12, polish=0, steps_per_call=6, **KW)
     h = res.history
     diverged = (h.min(axis=1) >= h[:, 0]) & (h[:, -1] > 2.0 * h[:, 0])  # never better, ended far above
     assert diverged.any() and np.array_equal(res.failed, diverged) and np.all(np.isnan(res.losses[diverged]))
     with pytest.raises(RuntimeError, match="every start failed"):
-        hh.fit(hh.presets.seed(**TRUTH), tg, optimizer=optax.adam(1e3), steps=12, polish=0, chunk=6,
+        hh.fit(hh.presets.hh1952(**TRUTH), tg, optimizer=optax.adam(1e3), steps=12, polish=0, steps_per_call=6,
                **{**KW, "n_starts": 1})
+
+
+def test_chunk_is_the_old_name_of_steps_per_call():
+    """`chunk=` (it clashed with simulate's `chunk_size`, neurons per call) still works, warns,
+    and gives the same fit as `steps_per_call=`; both at once are refused."""
+    tg = target()
+    kw = dict(optimizer=optax.adam(1e-2), steps=4, polish=0, **KW)
+    new = hh.fit(hh.presets.hh1952(**TRUTH), tg, steps_per_call=2, **kw)
+    with pytest.warns(DeprecationWarning, match="steps_per_call"):
+        old = hh.fit(hh.presets.hh1952(**TRUTH), tg, chunk=2, **kw)
+    np.testing.assert_array_equal(old.history, new.history)
+    with pytest.raises(TypeError, match="not both"):
+        hh.fit(hh.presets.hh1952(**TRUTH), tg, chunk=2, steps_per_call=3, **kw)

@@ -51,7 +51,7 @@ def test_broadcast_of_parameters_stimulus_and_v0():
     assert tr.V.shape == (2, 11)
     np.testing.assert_allclose(np.asarray(tr.V[:, 0]), [-70.0, -65.0])
     # API contract shape: 1000 neurons × 10001 saves.
-    pb = hh.presets.seed(gNa=jnp.linspace(80.0, 160.0, 1000))
+    pb = hh.presets.hh1952(gNa=jnp.linspace(80.0, 160.0, 1000))
     tr = hh.simulate(pb, hh.Pulse(start=0.0, stop=1.0, amplitude=150.0), t1=50.0, ts=jnp.linspace(0, 50, 10001), save="V")
     assert tr.V.shape == (1000, 10001)
 
@@ -68,7 +68,7 @@ def test_float32_runs_in_float32():
 
 def test_rest_is_a_fixed_point():
     # With no input, the seed model stays at 0 mV (EL chosen for that) and NEURON's near -65.
-    tr = hh.simulate(hh.presets.seed(), None, t1=50.0, ts=jnp.linspace(0, 50, 51))
+    tr = hh.simulate(hh.presets.hh1952(), None, t1=50.0, ts=jnp.linspace(0, 50, 51))
     assert np.max(np.abs(np.asarray(tr.V))) < 0.01
     tr = hh.simulate(hh.presets.neuron(), None, t1=50.0, ts=jnp.linspace(0, 50, 51))
     assert np.max(np.abs(np.asarray(tr.V) + 65.0)) < 0.1
@@ -78,7 +78,7 @@ def test_conventions_differ_only_by_shift():
     # The seed model equals NEURON's `hh` with every potential shifted by 65 mV.
     shifted = hh.presets.neuron(ENa=115.0 - 65.0, EK=-12.0 - 65.0, EL=10.613 - 65.0)
     tight = dict(rtol=1e-10, atol=1e-10)
-    a = hh.simulate(hh.presets.seed(), STEP, t1=30.0, ts=TS, **tight)
+    a = hh.simulate(hh.presets.hh1952(), STEP, t1=30.0, ts=TS, **tight)
     b = hh.simulate(shifted, STEP, t1=30.0, ts=TS, **tight)
     assert np.max(np.abs(np.asarray(a.V - 65.0 - b.V))) < 1e-5
 

@@ -31,12 +31,12 @@ def test_bad_parameters(overrides, name):
 
 def test_unknown_parameter_name():
     with pytest.raises(ValueError, match="gNaa"):
-        hh.presets.seed(gNaa=1.0)
+        hh.presets.hh1952(gNaa=1.0)
 
 
 def test_parameters_that_do_not_broadcast():
     with pytest.raises(ValueError, match="broadcast"):
-        hh.presets.seed(gNa=jnp.ones(3), gK=jnp.ones(4))
+        hh.presets.hh1952(gNa=jnp.ones(3), gK=jnp.ones(4))
 
 
 @pytest.mark.parametrize("cls", [hh.Pulse, hh.Step])

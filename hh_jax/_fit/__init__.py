@@ -22,21 +22,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._deprecation import renamed
 from .._loss import TraceMSE, is_least_squares
 from .._membrane import AbstractMembrane
 from .._solve import stable_dtmax
 from .._target import Target
 from ._descent import default_optimizer, descent_chunk, final_losses
-from ._least_squares import LMState, lm_chunk, lm_start
+from ._least_squares import LM_CHUNK, LMState, lm_chunk, lm_start
 from ._problem import SMOOTHING_MAX, make_problem
-from ._result import FitResult, fingerprint_mismatch, problem_fingerprint
+from ._result import FitResult, problem_fingerprint
+from ._run import Run
 from ._spaces import OWNER, membrane_at, naturals, spaces_for
 from ._uncertainty import uncertainty
 
 __all__ = ["FitInterrupted", "FitResult", "fit"]
 
 COARSE_TOLERANCE = 1e-4  # rtol and atol floor of the coarse least-squares stage
-_LM_CHUNK = 5  # Levenberg–Marquardt iterations per compiled call (progress, checkpoints, early stop)
 
 
 class FitInterrupted(KeyboardInterrupt):
@@ -70,11 +71,12 @@ def fit(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     max_steps: int = 16384,
-    chunk: int = 10,
+    steps_per_call: int = 10,
     progress: bool = True,
     resume: FitResult | None = None,
     checkpoint=None,
     screen: int = 4,
+    chunk: int | None = None,
 ) -> FitResult:
     """Fit membrane parameters to voltage traces through the solver, from many starts at once.
 
@@ -90,7 +92,7 @@ def fit(
     can fall.
 
     **Arguments:**
-    - `init`: the starting membrane, e.g. `hh.presets.seed()`; its non-free parameters stay.
+    - `init`: the starting membrane, e.g. `hh.presets.hh1952()`; its non-free parameters stay.
     - `targets`: an `hh.Target` or a sequence of them (each its own stimulus and times).
     - `free`: names of the parameters to fit: any of the membrane's `parameter_names`
       (dotted paths such as "na.g" for an `hh.ChannelMembrane`).
@@ -110,7 +112,8 @@ def fit(
     - `polish`: the most Levenberg–Marquardt iterations after the optimiser steps, for
       least-squares losses; it stops early once every start has converged (0: none).
     - `rtol`, `atol`, `max_steps`: solver options for every simulation.
-    - `chunk`: optimiser steps per compiled call.
+    - `steps_per_call`: optimiser steps per compiled call (the progress bar and the
+      checkpoint advance once per call). `chunk` is its old name (deprecated).
     - `progress`: show a progress bar with the best loss (tqdm).
     - `resume`: a `FitResult` (from `FitResult.load`, a checkpoint or `FitInterrupted.result`)
       to continue; it must come from the same problem (init, targets, free, bounds, loss,
@@ -123,11 +126,12 @@ def fit(
 
     Example:
         >>> target = hh.Target(stimulus=s, ts=ts, V=v_recorded)
-        >>> res = hh.fit(hh.presets.seed(), [target], free=("gNa", "gK", "gL"), n_starts=16)
+        >>> res = hh.fit(hh.presets.hh1952(), [target], free=("gNa", "gK", "gL"), n_starts=16)
         >>> res.params.gNa, res.stderr["gNa"]
     """
     start_time = time.perf_counter()
-    targets, loss, opt, use_lbfgs = _check(init, targets, loss, optimizer, n_starts, chunk, polish, steps, screen)
+    steps_per_call = renamed(OWNER, "chunk", chunk, "steps_per_call", steps_per_call, 10)
+    targets, loss, opt, use_lbfgs = _check(init, targets, loss, optimizer, n_starts, steps_per_call, polish, steps, screen)
     least_squares = is_least_squares(loss)
     steps = (0 if least_squares and optimizer is None else 100) if steps is None else steps
     spaces = spaces_for(init, free, bounds)
@@ -136,7 +140,7 @@ def fit(
     problem = make_problem(init, targets, loss, spaces, rtol, atol, max_steps, dtype, stable_dtmax)
     fingerprint = problem_fingerprint(init, targets, names, bounds, loss, n_starts)
     screen = screen if least_squares and steps == 0 else 1
-    run = _Run.fresh(spaces, opt, n_starts, seed, dtype, screen) if resume is None else _Run.resumed(resume, opt, fingerprint, dtype, spaces)
+    run = Run.fresh(spaces, opt, n_starts, seed, dtype, screen) if resume is None else Run.resumed(resume, opt, fingerprint, dtype, spaces)
     polish = polish if least_squares else 0
     bar = _progress_bar(progress, total=max(steps - run.done, 0) + max(polish - run.lm_done, 0))
 
@@ -147,9 +151,9 @@ def fit(
         stack.callback(lambda: bar.close() if bar is not None else None)
         try:
             while run.done < steps:
-                active = min(chunk, steps - run.done)
+                active = min(steps_per_call, steps - run.done)
                 out = descent_chunk(problem, opt, use_lbfgs, run.u, run.opt_state, run.failed, run.best,
-                                    jnp.asarray(active), chunk)
+                                    jnp.asarray(active), steps_per_call)
                 run.after_descent(out, active, len(targets))
                 _advance(bar, active, run.history[-1][:, -1])
                 _save(checkpoint, snapshot)
@@ -193,127 +197,11 @@ def _run_least_squares(problem, run, polish, coarse, bar, save):
             run.lm = eqx.tree_at(lambda s: (s.failed, s.done), run.lm, (failed, failed))
             run.lm_stage = stage
         while run.lm_done < budget[stage] and not bool(jnp.all(run.lm.done)):
-            active = min(_LM_CHUNK, budget[stage] - run.lm_done)
-            run.lm, hist, count = lm_chunk(staged, run.lm, jnp.asarray(active), _LM_CHUNK)
+            active = min(LM_CHUNK, budget[stage] - run.lm_done)
+            run.lm, hist, count = lm_chunk(staged, run.lm, jnp.asarray(active), LM_CHUNK)
             run.after_least_squares(np.asarray(hist)[:, : int(count)], len(problem.targets))
             _advance(bar, int(count), np.asarray(run.lm.cost))
             save()
-
-
-class _Run:
-    """The state of a fit between compiled chunks: what a checkpoint holds."""
-
-    def __init__(self, u, opt_state, failed, best, done, history, start_params, n_solves, lm=None,
-                 lm_done=0, lm_history=None):
-        self.u, self.opt_state, self.failed, self.best = u, opt_state, failed, best
-        self.done, self.history, self.start_params, self.n_solves = done, history, start_params, n_solves
-        self.lm, self.lm_done, self.lm_stage = lm, lm_done, 0
-        self.lm_history = lm_history if lm_history is not None else [np.zeros((u.shape[0], 0))]
-        self.candidates = None
-
-    @classmethod
-    def fresh(cls, spaces, opt, n_starts, seed, dtype, screen=1):
-        """Starts drawn at random (`screen` × `n_starts` candidates, of which the least-squares
-        stage keeps the `n_starts` with the lowest loss), or `init` itself for one start."""
-        if n_starts == 1:
-            u = jnp.zeros((1, len(spaces)), dtype)
-        else:
-            rng = np.random.default_rng(seed)
-            x0 = np.stack([s.sample(rng, n_starts * screen) for s in spaces], axis=1)
-            u = jnp.asarray(np.stack([s.unconstrained(x0[:, i]) for i, s in enumerate(spaces)], axis=1), dtype)
-        candidates, u = (u, u[:n_starts]) if u.shape[0] > n_starts else (None, u)
-        run = cls(u, jax.vmap(opt.init)(u), jnp.zeros((n_starts,), bool), (u, jnp.full((n_starts,), jnp.inf, dtype)),
-                  0, [np.zeros((n_starts, 0))], naturals(spaces, u), 0)
-        run.candidates, run.spaces = candidates, spaces
-        return run
-
-    def screened_start(self, problem):
-        """The Levenberg–Marquardt start: the `n_starts` candidates of lowest loss, each
-        batch of candidates evaluated by the same compiled program as the iterations."""
-        n = self.u.shape[0]
-        states = []
-        for i in range(0, self.candidates.shape[0], n):
-            state = lm_start(problem, self.candidates[i:i + n], self.u.dtype)
-            states.append(lm_chunk(problem, state, jnp.asarray(1), _LM_CHUNK)[0])
-            self.n_solves += n * len(problem.targets)
-        every = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *states)
-        keep = jnp.argsort(jnp.where(every.failed, jnp.inf, every.cost))[:n]
-        chosen = jax.tree_util.tree_map(lambda x: x[keep], every)
-        self.u, self.start_params, self.candidates = chosen.u, naturals(self.spaces, chosen.u), None
-        return chosen
-
-    @classmethod
-    def resumed(cls, resume, opt, fingerprint, dtype, spaces):
-        state = resume._resume
-        saved = state.get("fingerprint", {})
-        differs = fingerprint_mismatch(saved, fingerprint)
-        if differs:
-            raise ValueError(f"{OWNER}: `resume` comes from a different problem: {', '.join(differs)} differ(s) "
-                             "from this call. Resume with the same init, targets, free, bounds, loss and n_starts.")
-        u = jnp.asarray(state["u"], dtype)
-        template = jax.vmap(opt.init)(u)
-        leaves = [jnp.asarray(np.asarray(v, dtype=np.dtype(dt)).reshape(shape)) for v, dt, shape in state["opt_state"]]
-        treedef = jax.tree_util.tree_structure(template)
-        if treedef.num_leaves != len(leaves):
-            raise ValueError(f"{OWNER}: `resume` was made with a different optimiser.")
-        run = cls(u, jax.tree_util.tree_unflatten(treedef, leaves), jnp.asarray(state["failed"]),
-                  (jnp.asarray(state["best_u"], dtype), jnp.asarray(state["best_loss"], dtype)),
-                  resume.steps_done, [np.asarray(resume.history)], resume.start_params, state["n_solves"],
-                  lm_done=state.get("lm_done", 0), lm_history=[np.asarray(resume.polish_history)])
-        run.lm_stage = state.get("lm_stage", 0)
-        if state.get("candidates") is not None:  # interrupted before the search ended
-            run.candidates, run.spaces = jnp.asarray(state["candidates"], dtype), spaces
-        if state.get("lm") is not None:
-            run.lm = ("saved", state["lm"])  # residuals and Jacobians are recomputed on resuming
-        return run
-
-    def ensure_lm(self, problem):
-        """A saved Levenberg–Marquardt state, made whole: residuals and Jacobians at its
-        coordinates (deterministic, so the resumed fit equals an uninterrupted one)."""
-        if isinstance(self.lm, tuple):
-            lm = self.lm[1]
-            # One zero step at the saved coordinates evaluates their residuals and Jacobians.
-            start = lm_start(problem, jnp.asarray(lm["u"], self.u.dtype), self.u.dtype)
-            start = eqx.tree_at(lambda s: s.failed, start, jnp.asarray(lm["failed"]))
-            start, _, _ = lm_chunk(problem, start, jnp.asarray(1), _LM_CHUNK)
-            self.lm = eqx.tree_at(lambda s: (s.lam, s.done), start, (
-                jnp.asarray(lm["lam"], self.u.dtype), jnp.asarray(lm["done"])))
-
-    def after_descent(self, out, active, n_targets):
-        self.u, self.opt_state, self.failed, self.best, hist = out
-        # Least squares refines the descent's best iterates: a resumed fit whose descent goes
-        # further starts it afresh (as an uninterrupted fit would).
-        self.lm, self.lm_done, self.lm_stage, self.lm_history = None, 0, 0, [np.zeros((self.u.shape[0], 0))]
-        hist = np.asarray(hist)[:, :active]
-        self.history.append(hist)
-        self.done += active
-        self.n_solves += active * self.u.shape[0] * n_targets
-
-    def after_least_squares(self, hist, n_targets):
-        self.lm_history.append(hist)
-        self.lm_done += hist.shape[1]
-        self.n_solves += hist.shape[1] * self.u.shape[0] * n_targets
-
-    def resume_state(self, fingerprint):
-        lm = None
-        if isinstance(self.lm, LMState):
-            lm = dict(u=np.asarray(self.lm.u).tolist(), cost=_floats(self.lm.cost), lam=_floats(self.lm.lam),
-                      done=np.asarray(self.lm.done).tolist(), failed=np.asarray(self.lm.failed).tolist())
-        elif isinstance(self.lm, tuple):
-            lm = self.lm[1]
-        return dict(
-            u=np.asarray(self.u).tolist(),
-            opt_state=[(np.asarray(x).tolist(), str(np.asarray(x).dtype), list(np.shape(x)))
-                       for x in jax.tree_util.tree_leaves(self.opt_state)],
-            failed=np.asarray(self.failed).tolist(), best_u=np.asarray(self.best[0]).tolist(),
-            best_loss=_floats(self.best[1]), n_solves=self.n_solves, lm=lm, lm_done=self.lm_done, lm_stage=self.lm_stage,
-            fingerprint=fingerprint,
-            candidates=None if self.candidates is None else np.asarray(self.candidates).tolist(),
-        )
-
-
-def _floats(x):
-    return [float(v) for v in np.asarray(x)]
 
 
 def _assemble(problem, run, init, spaces, names, start_time, fingerprint, final):
@@ -393,17 +281,17 @@ def _assemble(problem, run, init, spaces, names, start_time, fingerprint, final)
     )
 
 
-def _check(init, targets, loss, optimizer, n_starts, chunk, polish, steps, screen):
+def _check(init, targets, loss, optimizer, n_starts, steps_per_call, polish, steps, screen):
     if not isinstance(init, AbstractMembrane):
-        raise TypeError(f"{OWNER}: `init` must be a membrane such as hh.presets.seed(), got {type(init).__name__}.")
+        raise TypeError(f"{OWNER}: `init` must be a membrane such as hh.presets.hh1952(), got {type(init).__name__}.")
     if isinstance(targets, Target):
         targets = (targets,)
     targets = tuple(targets)
     if not targets or not all(isinstance(t, Target) for t in targets):
         raise ValueError(f"{OWNER}: `targets` must be an hh.Target or a non-empty sequence of them.")
-    counts = dict(chunk=chunk, n_starts=n_starts, polish=polish, screen=screen) | ({} if steps is None else dict(steps=steps))
+    counts = dict(steps_per_call=steps_per_call, n_starts=n_starts, polish=polish, screen=screen) | ({} if steps is None else dict(steps=steps))
     for name, value in counts.items():
-        positive = name in ("chunk", "n_starts", "screen")
+        positive = name in ("steps_per_call", "n_starts", "screen")
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < int(positive):
             raise ValueError(f"{OWNER}: `{name}` must be a {'positive' if positive else 'non-negative'} integer, got {value!r}.")
     if init.batch_shape != ():

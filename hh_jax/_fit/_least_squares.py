@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 LAMBDA_0 = 1e-3  # initial damping, relative to diag JᵀJ
 MAX_STEP = 3.0  # largest change of any unconstrained coordinate in one iteration
+LM_CHUNK = 5  # iterations per compiled call (progress, checkpoints, early stop)
 
 
 class LMState(eqx.Module):

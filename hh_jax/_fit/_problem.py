@@ -19,7 +19,7 @@ from jaxtyping import Array, Float
 
 from .._loss import smooth
 from .._membrane import AbstractMembrane
-from .._solve import simulate
+from .._simulate import simulate
 from .._stimulus import AbstractStimulus
 from .._target import Target
 from ._spaces import membrane_at

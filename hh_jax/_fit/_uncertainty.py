@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._loss import trace_error
 from ._spaces import get_param
 
 
@@ -19,7 +20,7 @@ def raw_jacobian(problem, x):
 
     def raw(x):
         membrane = eqx.tree_at(lambda m: [get_param(m, s.name) for s in spaces], problem.init, list(x))
-        e = problem.per_target(membrane, lambda t, V, ok: jnp.where(t.mask, V - t.V, 0.0), diffrax.ForwardMode())
+        e = problem.per_target(membrane, lambda t, V, ok: trace_error(V, t), diffrax.ForwardMode())
         return e.reshape(-1)
 
     J, e = jax.jacfwd(lambda x: (raw(x), raw(x)), has_aux=True)(x)

@@ -76,3 +76,24 @@ def test_a_failed_solve_is_not_a_spike():
     times, counts = hh.spike_times(t, np.stack([V, V]), threshold=0.0, max_spikes=2)
     assert np.all(np.asarray(counts) == 0)
     assert float(hh.spike_count(t, V, threshold=0.0)) == 0
+
+
+def test_spike_times_batched_padding():
+    V = jnp.array([[-70.0, 10.0, -70.0, 10.0, -70.0], [-70.0, -70.0, -70.0, 10.0, -70.0]])
+    t = jnp.arange(5.0)
+    times, counts = hh.spike_times(t, V)
+    assert times.shape == (2, 2)
+    np.testing.assert_array_equal(np.asarray(counts), [2, 1])
+    assert np.isnan(float(times[1, 1]))
+    assert 0.0 < float(times[0, 0]) < 1.0 and 2.0 < float(times[1, 0]) < 3.0
+    times_jit, counts_jit = jax.jit(lambda v: hh.spike_times(t, v, max_spikes=3))(V)
+    assert times_jit.shape == (2, 3)
+    np.testing.assert_array_equal(np.asarray(counts_jit), [2, 1])
+
+
+def test_spike_times_cubic_beats_linear_on_known_signal():
+    # A smooth rising signal with a known crossing: sin on a coarse grid.
+    t = jnp.linspace(0.0, 3.0, 31)  # 0.1 spacing
+    V = jnp.sin(t - 1.234)
+    got = float(hh.spike_times(t, V, threshold=0.0)[0])
+    assert abs(got - 1.234) < 1e-5  # linear interpolation would be ~1e-4 off here

@@ -61,3 +61,12 @@ def test_value_and_gradient_finite_with_v0_at_singular_point(preset, v0):
         assert np.isfinite(float(getattr(grad_membrane, name))), name
     assert np.isfinite(float(grad_v0))
     assert float(grad_membrane.gNa) != 0.0  # the gradient is informative, not just finite
+
+
+def test_gradient_with_respect_to_stimulus_amplitude():
+    def peak(a):
+        return jnp.max(hh.simulate(hh.presets.neuron(), hh.Pulse(start=1.0, stop=2.0, amplitude=a), t1=3.0, ts=jnp.linspace(0, 3, 31), rtol=1e-9, atol=1e-9).V)
+
+    g = jax.grad(peak)(2.0)
+    fd = (peak(2.0 + 1e-3) - peak(2.0 - 1e-3)) / 2e-3
+    assert float(g) == pytest.approx(float(fd), rel=1e-3)

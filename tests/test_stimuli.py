@@ -210,3 +210,15 @@ def test_stimulus_gradient_through_train_amplitude():
 def test_bad_stimulus_input(build, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         build()
+
+
+def test_stimulus_values_and_sum():
+    s = hh.Pulse(start=0.0, stop=1.0, amplitude=150.0) + hh.Pulse(start=10.0, stop=11.0, amplitude=50.0)
+    ts = jnp.array([-0.5, 0.0, 0.5, 1.0, 5.0, 10.0, 10.99, 11.0])
+    np.testing.assert_allclose(np.asarray(jax.vmap(s)(ts)), [0, 150, 150, 0, 0, 50, 50, 0])
+    assert sorted(np.asarray(s.discontinuities()).tolist()) == [0.0, 1.0, 10.0, 11.0]
+    assert isinstance(s + hh.Step(start=3.0, amplitude=1.0), hh.Sum)
+    assert len((s + hh.Step(start=3.0, amplitude=1.0)).terms) == 3
+    total = sum([hh.Step(start=0.0, amplitude=1.0), hh.Step(start=1.0, amplitude=2.0)])
+    assert float(total(2.0)) == 3.0
+    assert float(hh.Step(start=1.0, amplitude=9.0)(1e6)) == 9.0  # sustained by default

@@ -1,4 +1,6 @@
-"""The API reference site: it builds in strict mode (no warnings) and documents every public name."""
+"""The package as users get it: importing it leaves JAX's configuration alone, its version is
+the one declared in pyproject.toml, and its API reference site builds in strict mode (no
+warnings) with an entry for every public name."""
 
 import os
 import pathlib
@@ -31,3 +33,13 @@ def test_every_public_name_has_a_reference_entry():
     modules = {"plotting", "presets"}  # documented as whole modules
     missing = sorted(public - documented - {n for n in public if type(getattr(hh, n)).__name__ == "module"} | (modules - documented))
     assert not missing, f"public names missing from docs/api/*.md: {missing}"
+
+
+def test_import_leaves_jax_config_alone():
+    code = "import jax; before = jax.config.jax_enable_x64; import hh_jax; assert jax.config.jax_enable_x64 == before == False"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_version_is_declared_once():
+    declared = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    assert hh.__version__ == declared

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 
 import equinox as eqx
 import jax
@@ -20,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
+from ._deprecation import deprecated
 from ._stimulus.base import batched_leaves
 from ._validation import check_count, is_array
 
@@ -89,11 +89,7 @@ def batching_from_keywords(owner: str, batching: Batching | None, old: dict) -> 
     if "steps" in old:
         fields["per_neuron"] = _STEPS_MODES.get(old["steps"], old["steps"])
     spelled = ", ".join(f"{k}={v!r}" for k, v in fields.items())
-    warnings.warn(
-        f"{owner}: {', '.join(f'`{k}=`' for k in old)} is deprecated and will be removed in the next "
-        f"release; pass `batching=hh.Batching({spelled})` instead.",
-        DeprecationWarning, stacklevel=3,
-    )
+    deprecated(owner, ", ".join(f"`{k}=`" for k in old), f"`batching=hh.Batching({spelled})`", stacklevel=3)
     if "steps" in old and old["steps"] not in _STEPS_MODES:
         raise ValueError(f"{owner}: `steps` must be 'shared' or 'per_neuron', got {old['steps']!r}.")
     return Batching(**fields)

@@ -22,5 +22,5 @@ def renamed(owner: str, old: str, old_value, new: str, new_value, default):
         return new_value
     if new_value is not default:
         raise TypeError(f"{owner}: pass `{new}` (the old name `{old}` is deprecated), not both.")
-    deprecated(owner, f"`{old}=`", f"`{new}=`", stacklevel=4)
+    deprecated(owner, f"`{old}=`", f"`{new}=`", stacklevel=3)
     return old_value

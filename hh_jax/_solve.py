@@ -6,7 +6,6 @@ in `_solve_setup`, large batches in `_batch`."""
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -20,6 +19,7 @@ from jaxtyping import Array, ArrayLike, Float
 from ._batch import Batching, batching_from_keywords, flatten_batch, run_batched
 from ._compilation_cache import diffrax_checks_as_nan
 from ._crossing import spike_times_padded
+from ._deprecation import deprecated
 from ._membrane import AbstractMembrane
 from ._solve_setup import (
     cast_floats,
@@ -89,7 +89,7 @@ def simulate_spikes(
     max_steps: int = 16384,
     throw: bool = True,
     batching: Batching | None = None,
-    **deprecated,
+    **old_keywords,
 ) -> Spikes:
     """Simulate and keep only spike times and counts: memory O(neurons × max_spikes).
 
@@ -114,8 +114,8 @@ def simulate_spikes(
         ...                         batching=hh.Batching(chunk_size=10_000))
     """
     owner = "hh.simulate_spikes"
-    sample_dt = _sample_interval(owner, sample_dt, deprecated)
-    batching = batching_from_keywords(owner, batching, deprecated)
+    sample_dt = _sample_interval(owner, sample_dt, old_keywords)
+    batching = batching_from_keywords(owner, batching, old_keywords)
     _check_membrane(membrane, owner)
     max_spikes = check_count("max_spikes", max_spikes, owner)
     for name, value in (("sample_dt", sample_dt), ("t0", t0), ("t1", t1)):
@@ -141,18 +141,15 @@ def simulate_spikes(
     return Spikes(times=times, counts=counts, success=success)
 
 
-def _sample_interval(owner, sample_dt, deprecated: dict) -> float:
-    """`sample_dt`, or the deprecated `dt=` (popped from `deprecated`, with a warning)."""
-    if "dt" not in deprecated:
+def _sample_interval(owner, sample_dt, old_keywords: dict) -> float:
+    """`sample_dt`, or the deprecated `dt=` (popped from `old_keywords`, with a warning)."""
+    if "dt" not in old_keywords:
         return DEFAULT_SAMPLE_DT if sample_dt is None else sample_dt
-    dt = deprecated.pop("dt")
+    dt = old_keywords.pop("dt")
     if sample_dt is not None:
         raise TypeError(f"{owner}: pass `sample_dt` (the old name `dt` is deprecated), not both.")
-    warnings.warn(
-        f"{owner}: `dt=` is deprecated and will be removed in the next release; pass `sample_dt={dt!r}` "
-        "(a sampling interval, ms: `dt` means a fixed step elsewhere in hh_jax).",
-        DeprecationWarning, stacklevel=3,
-    )
+    deprecated(owner, "`dt=`", f"`sample_dt={dt!r}` (a sampling interval, ms: `dt` means a fixed step elsewhere in hh_jax)",
+               stacklevel=3)
     return dt
 
 

@@ -14,12 +14,12 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
 import equinox as eqx
 import numpy as np
 
+from ._deprecation import deprecated
 from ._membrane import HodgkinHuxley, Pospischil
 from ._validation import check_count, check_finite
 
@@ -75,11 +75,8 @@ def hh1952(**overrides) -> HodgkinHuxley:
 
 def seed(**overrides) -> HodgkinHuxley:
     """Deprecated name of `hh1952` (same model, same arguments); warns."""
-    warnings.warn(
-        "hh.presets.seed() is renamed hh.presets.hh1952() (the same model; `seed` means a "
-        "random seed elsewhere); seed() will be removed in the next release.",
-        DeprecationWarning, stacklevel=2,
-    )
+    deprecated("hh.presets", "seed()", "hh.presets.hh1952() (the same model; `seed` means a random seed elsewhere)",
+               stacklevel=2)
     return _build("seed", _HH1952, overrides)
 
 
@@ -130,11 +127,8 @@ class NetworkModel(eqx.Module):
     init: dict
 
     def _as_tuple(self):
-        warnings.warn(
-            "hh.presets.cobahh() returns an hh.presets.NetworkModel: use `.network` and "
-            "`.init` instead of unpacking it as a tuple (removed in the next release).",
-            DeprecationWarning, stacklevel=3,
-        )
+        deprecated("hh.presets.cobahh", "unpacking its result as a tuple",
+                   "the hh.presets.NetworkModel's `.network` and `.init`", stacklevel=3)
         return (self.network, self.init)
 
     def __iter__(self):

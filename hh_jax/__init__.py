@@ -28,9 +28,8 @@ from ._loss import (
     SpikeCountLoss,
     SumLoss,
     TraceMSE,
-    soft_spike_count,
-    trace_features,
 )
+from ._features import soft_spike_count, spike_features, trace_features
 from ._channels import (
     AbstractChannel,
     AlphaBetaChannel,
@@ -71,7 +70,7 @@ from ._stimulus import (
     Step,
     Sum,
 )
-from ._recording import Recording, load_trace
+from ._recording import Recording, list_sweeps, load_trace
 from ._target import Target
 from ._trace import NetworkTrace, Spikes, Trace
 from ._vector_field import vector_field
@@ -142,6 +141,7 @@ __all__ = [
     "first_spike_latency",
     "hh_rates",
     "interspike_intervals",
+    "list_sweeps",
     "load_trace",
     "plotting",
     "presets",
@@ -150,6 +150,7 @@ __all__ = [
     "simulate",
     "simulate_spikes",
     "soft_spike_count",
+    "spike_features",
     "spike_count",
     "spike_times",
     "stable_dtmax",

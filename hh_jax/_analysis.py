@@ -43,7 +43,7 @@ def spike_times(
         >>> tr = hh.simulate(hh.presets.hh1952(), hh.Step(start=5.0, amplitude=10.0), t1=50.0)
         >>> hh.spike_times(tr.t, tr.V, threshold=20.0)
     """
-    t, V = _check_trace("hh.spike_times", t, V, threshold)
+    t, V = check_trace("hh.spike_times", t, V, threshold)
     if max_spikes is not None:
         max_spikes = check_count("max_spikes", max_spikes, "hh.spike_times", minimum=0)
     batch_shape = V.shape[:-1]
@@ -68,7 +68,7 @@ def _in_window(when, window):
     return (when >= start) & (when < stop)
 
 
-def _check_trace(owner, t, V, threshold):
+def check_trace(owner, t, V, threshold):
     """`t` 1-D, `V` with it as its last axis, a finite threshold (mV): a NaN threshold would
     find no crossing at all, silently."""
     check_finite("threshold", threshold, owner)
@@ -110,7 +110,7 @@ def spike_count(
     Example:
         >>> hh.spike_count(tr.t, tr.V, window=(1.0, 41.0))
     """
-    t, V = _check_trace("hh.spike_count", t, V, threshold)
+    t, V = check_trace("hh.spike_count", t, V, threshold)
     window = _check_window("hh.spike_count", window)
     crosses, when = crossings_linear(t, V, threshold)
     return jnp.sum(crosses & _in_window(when, window), axis=-1)
@@ -129,7 +129,7 @@ def firing_rate(
     Example:
         >>> hh.firing_rate(tr.t, tr.V, window=(1.0, 501.0))
     """
-    t, V = _check_trace("hh.firing_rate", t, V, threshold)
+    t, V = check_trace("hh.firing_rate", t, V, threshold)
     window = _check_window("hh.firing_rate", window)
     start, stop = (t[0], t[-1]) if window is None else window
     return spike_count(t, V, threshold, window=window) * 1000.0 / (stop - start)
@@ -173,7 +173,7 @@ def first_spike_latency(
 
 
 def _padded(t, V, threshold, max_spikes, owner):
-    t, V = _check_trace(owner, t, V, threshold)
+    t, V = check_trace(owner, t, V, threshold)
     out = spike_times(t, V, threshold, max_spikes=max_spikes)
     if isinstance(out, tuple):
         return out

@@ -14,12 +14,11 @@ features (resting potential, spike count, AP peak, interspike interval), or a mi
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._crossing import crossings_linear
+from ._features import FEATURES, crossing_count, soft_spike_count, stimulus_spike_count, trace_features
 from ._target import Target
 
 
@@ -152,33 +151,6 @@ def _threshold(target, threshold):
     return jnp.nanmedian(jnp.where(target.mask, target.V, jnp.nan)) + 40.0
 
 
-def soft_spike_count(V, threshold, sharpness=2.0, mask=None):
-    """A differentiable spike count: the total rise of sigmoid((V − threshold)/sharpness).
-
-    Each spike that crosses the threshold by several `sharpness` (mV) adds one; a trace that
-    stays below adds nearly zero.
-
-    Example:
-        >>> hh.soft_spike_count(tr.V, threshold=0.0)   # ≈ the number of spikes
-    """
-    s = jax.nn.sigmoid((V - threshold) / sharpness)
-    rise = jnp.maximum(s[1:] - s[:-1], 0.0)
-    if mask is not None:
-        rise = jnp.where(mask[1:] & mask[:-1], rise, 0.0)
-    return jnp.sum(rise)
-
-
-def _crossing_stats(ts, V, threshold, mask):
-    """Upward threshold crossings located by linear interpolation (differentiable in V):
-    (count, first crossing time, last crossing time)."""
-    crossed, tc = crossings_linear(ts, V, threshold)
-    up = crossed & mask[:-1] & mask[1:]
-    count = jnp.sum(up)
-    first = jnp.min(jnp.where(up, tc, jnp.inf))
-    last = jnp.max(jnp.where(up, tc, -jnp.inf))
-    return count, first, last
-
-
 class SpikeCountLoss(AbstractLoss):
     """(soft spike count of the model − spike count of the target)².
 
@@ -195,49 +167,24 @@ class SpikeCountLoss(AbstractLoss):
     def __call__(self, ts, V, target):
         thr = _threshold(target, self.threshold)
         model = soft_spike_count(V, thr, self.sharpness, target.mask)
-        count, _, _ = _crossing_stats(ts, target.V, thr, target.mask)
+        count = crossing_count(ts, target.V, thr, target.mask)
         return (model - count) ** 2
 
 
-FEATURES = ("resting", "spike_count", "ap_peak", "isi", "first_spike", "ahp")
-_FEATURE_SCALES = {"resting": 1.0, "spike_count": 1.0, "ap_peak": 5.0, "isi": 1.0, "first_spike": 1.0, "ahp": 1.0}
-
-
-def trace_features(ts, V, target, threshold, sharpness=2.0):
-    """Features of a trace (differentiable in V): `resting` (mean V where the stimulus is off,
-    mV), `spike_count` (soft), `ap_peak` (maximum V, mV), `isi` (mean interspike interval,
-    ms; NaN with fewer than two spikes), `first_spike` (time of the first threshold crossing,
-    ms; NaN without spikes), `ahp` (after-hyperpolarisation: the lowest V between the first
-    and the last spike, mV; NaN with fewer than two spikes).
-
-    Example:
-        >>> hh.trace_features(target.ts, V_model, target, threshold=0.0)["isi"]   # ms
-    """
-    mask = target.mask
-    off = (target.stimulus(ts) == 0.0) & mask
-    off = jnp.where(jnp.any(off), off, mask)
-    resting = jnp.sum(jnp.where(off, V, 0.0)) / jnp.maximum(jnp.sum(off), 1)
-    count, first, last = _crossing_stats(ts, V, threshold, mask)
-    isi = jnp.where(count >= 2, (last - first) / jnp.maximum(count - 1, 1), jnp.nan)
-    between = mask & (ts > first) & (ts < last)
-    ahp = jnp.where(count >= 2, jnp.min(jnp.where(between, V, jnp.inf)), jnp.nan)
-    return {
-        "first_spike": jnp.where(count >= 1, first, jnp.nan),
-        "ahp": ahp,
-        "resting": resting,
-        "spike_count": soft_spike_count(V, threshold, sharpness, mask),
-        "ap_peak": jnp.max(jnp.where(mask, V, -jnp.inf)),
-        "isi": isi,
-    }
+_FEATURE_SCALES = {"resting": 1.0, "spike_count": 1.0, "ap_peak": 5.0, "isi": 1.0, "first_spike": 1.0, "ahp": 1.0,
+                   "ap_width": 0.1, "adaptation": 0.02}
 
 
 class FeatureLoss(AbstractLoss):
     """Weighted squared differences of trace features between model and target.
 
-    Σ_f w_f ((f_model − f_target) / scale_f)² over `features` (any of "resting",
-    "spike_count", "ap_peak", "isi", "first_spike", "ahp"; default the first four); scales
-    1 mV, 1 spike, 5 mV, 1 ms, 1 ms, 1 mV unless given in `scales`. Timing and AHP terms count
-    only when both traces have the spikes they need.
+    Σ_f w_f ((f_model − f_target) / scale_f)² over `features`, any of "resting",
+    "spike_count", "ap_peak", "isi", "first_spike", "ahp", "ap_width", "adaptation" (default
+    the first four), each as `hh.trace_features` computes it (the definitions of
+    `hh.spike_features`, checked against eFEL); scales 1 mV, 1 spike, 5 mV, 1 ms, 1 ms, 1 mV,
+    0.1 ms and 0.02 unless given in `scales`. The target's spike count is exact, the model's
+    soft. A term that needs spikes (all but "resting" and "spike_count") counts only when
+    both traces have them.
 
     Example:
         >>> loss = hh.FeatureLoss(features=("resting", "spike_count", "isi"), scales={"isi": 5.0})
@@ -257,12 +204,12 @@ class FeatureLoss(AbstractLoss):
         thr = _threshold(target, self.threshold)
         model = trace_features(ts, V, target, thr)
         data = trace_features(ts, target.V, target, thr)
-        data["spike_count"] = _crossing_stats(ts, target.V, thr, target.mask)[0].astype(V.dtype)
+        data["spike_count"] = stimulus_spike_count(ts, target.V, target, thr).astype(V.dtype)
         weights, scales = self.weights or {}, {**_FEATURE_SCALES, **(self.scales or {})}
         total = 0.0
         for f in self.features:
             a, b = model[f], data[f]
-            if f in ("isi", "first_spike", "ahp"):  # only when both have the spikes; no NaN gradient
+            if f not in ("resting", "spike_count"):  # only when both have the spikes; no NaN gradient
                 ok = jnp.isfinite(a) & jnp.isfinite(b)
                 a, b = jnp.where(ok, a, 0.0), jnp.where(ok, b, 0.0)
             term = ((a - b) / scales[f]) ** 2

@@ -70,7 +70,8 @@ from ._stimulus import (
     Step,
     Sum,
 )
-from ._recording import Recording, list_sweeps, load_trace
+from ._nwb import list_sweeps
+from ._recording import Recording, load_trace
 from ._target import Target
 from ._trace import NetworkTrace, Spikes, Trace
 from ._vector_field import vector_field

@@ -23,12 +23,31 @@ import hh_jax as hh  # noqa: E402
 
 hh.use_compilation_cache(os.environ["HH_JAX_CACHE"])
 
-# Whole modules that run notebooks, scripts or long fits end to end: `pytest -m "not slow"`
-# is the quick set for development.
-_SLOW_MODULES = {"test_notebooks.py", "test_scripts.py"}
+# `pytest -m "not slow"` is the quick set for development: it leaves out the modules that run
+# notebooks, scripts or interrupted fits end to end, and the tests below, each measured at
+# over ~10 s on the 2-core CI machine (long fits, network gradients, finite differences).
+_SLOW_MODULES = {"test_notebooks.py", "test_scripts.py", "test_fit_reliability.py"}
+_SLOW_TESTS = {
+    "test_fit.py": {
+        "test_lbfgs_and_custom_optax_optimisers", "test_bounds_are_respected_and_starts_drawn_inside",
+        "test_save_load_resume_equals_uninterrupted", "test_failing_start_is_marked_and_others_continue",
+        "test_recovery_32_starts_two_protocols_with_noise", "test_noise_free_fit_recovers_truth_exactly",
+        "test_each_target_contributes",
+    },
+    "test_network.py": {"test_weight_gradients_match_central_differences_in_10_neuron_network",
+                        "test_batch_of_networks_under_vmap"},
+    "test_gradients.py": {"test_gradient_with_respect_to_stimulus_amplitude",
+                          "test_trace_mse_gradient_matches_central_differences"},
+    "test_membrane.py": {"test_user_channel_parameter_is_fitted_by_path"},
+    "test_stimuli.py": {"test_noise_gradients_with_respect_to_mean_and_sigma", "test_sampled_step_matches_analytic_step",
+                        "test_stimulus_gradient_through_train_amplitude"},
+    "test_cli.py": {"test_simulate_then_fit_recovers_parameters"},
+    "test_solve_options.py": {"test_one_failure_table_for_neurons_and_networks"},
+}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name in _SLOW_MODULES:
+        name = getattr(item, "originalname", None) or item.name
+        if item.path.name in _SLOW_MODULES or name in _SLOW_TESTS.get(item.path.name, ()):
             item.add_marker(pytest.mark.slow)

@@ -2,9 +2,10 @@
 
 The data path, one module each: parameters (`_membrane`, `presets`) → stimulus → vector field
 → solve (`simulate`) → trace → analysis → loss (`_target`, `_loss`) → fit (`_fit`).
-Networks: synapses (`_synapse`) and plasticity (`_plasticity`) → `_network` (populations,
-projections, the network ODE) → `_network_solve` (adaptive, or fixed steps with
-`_exponential_euler`) → `NetworkTrace`.
+Networks: synapses (`_synapse`), plasticity (`_plasticity`) and spike sources (`_sources`)
+→ `_network` (populations, projections, the network ODE) → `_network_solve` (adaptive, with
+`_network_events`, or fixed steps with `_exponential_euler` or `_exponential_midpoint` and
+`_delivery`) → `NetworkTrace`.
 """
 
 from importlib import metadata as _metadata
@@ -51,9 +52,12 @@ from ._membrane import (
     Pospischil,
 )
 from ._exponential_euler import ExponentialEuler
-from ._network import Network, Population
+from ._exponential_midpoint import ExponentialMidpoint
+from ._network import Network
+from ._population import Population
 from ._plasticity import STDP, TsodyksMarkram
 from ._projection import Projection
+from ._sources import AbstractSource, PoissonSource, SpikeTimes
 from ._synapse import AMPA, GABAA, NMDA, AbstractSynapse, ExpSynapse, KineticSynapse
 from ._simulate import simulate
 from ._solve import simulate_spikes, stable_dtmax
@@ -90,11 +94,15 @@ __all__ = [
     "AbstractSynapse",
     "ExpSynapse",
     "ExponentialEuler",
+    "ExponentialMidpoint",
     "GABAA",
     "KineticSynapse",
     "NMDA",
     "Network",
     "NetworkTrace",
+    "AbstractSource",
+    "PoissonSource",
+    "SpikeTimes",
     "Population",
     "Projection",
     "STDP",

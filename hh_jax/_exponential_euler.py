@@ -9,6 +9,7 @@ first order overall, and stable for any h however fast a gate is.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 
-def _phi1(z):
+def phi1(z):
     """(eᶻ − 1)/z, continued by 1 + z/2 + z²/6 near 0."""
     small = jnp.abs(z) < 1e-5
     z_safe = jnp.where(small, 1.0, z)
@@ -49,7 +50,48 @@ def jvp_diagonal(f_of, y, groups=None):
     return f, diag
 
 
-class ExponentialEuler(diffrax.AbstractSolver):
+class AbstractExponentialSolver(diffrax.AbstractSolver):
+    """Exponential integrators for conditionally linear ODEs, as Diffrax solvers: the shared
+    part of `hh.ExponentialEuler` and `hh.ExponentialMidpoint` (where the vector field and
+    its Jacobian's diagonal come from; fixed steps, no error estimate). Subclasses give
+    `order` and `advance`.
+
+    **Fields:** `groups`: None, or a function from the state to a sequence of mask pytrees
+    (see `hh.ExponentialEuler`); `diagonal`: None, or a function
+    `(t, y, args) -> (dy/dt, diagonal)`.
+    """
+
+    groups: Callable | None = None
+    diagonal: Callable | None = None
+    term_structure: ClassVar = diffrax.AbstractTerm
+    interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
+
+    def init(self, terms, t0, t1, y0, args):
+        return None
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del solver_state, made_jump
+        y1 = self.advance(terms, t0, t1 - t0, y0, args)
+        return y1, None, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
+
+    def derivatives_and_diagonal(self, terms, t, y, args):
+        """(dy/dt, the diagonal of its Jacobian) at (t, y): from `diagonal` if given, else
+        by forward-mode products over `groups`."""
+        if self.diagonal is not None:
+            return self.diagonal(t, y, args)
+        return jvp_diagonal(lambda x: terms.vf(t, x, args), y, self.groups)
+
+    @abc.abstractmethod
+    def advance(self, terms, t0, h, y0, args):
+        """One step of length `h` (ms) from (t0, y0). A Python float `h` compiles much better
+        than a traced one (XLA folds φ(b·h) for the scalar rates of synapses), which is how
+        fixed-step network runs call it."""
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)
+
+
+class ExponentialEuler(AbstractExponentialSolver):
     """The exponential Euler method for conditionally linear ODEs, as a Diffrax solver.
 
     The Jacobian's diagonal is computed by forward-mode products with tangent *groups*: 0/1
@@ -70,31 +112,9 @@ class ExponentialEuler(diffrax.AbstractSolver):
         ...                           t0=0.0, t1=50.0, dt0=0.01, y0=p.initial_state(), args=(p, s))
     """
 
-    groups: Callable | None = None
-    diagonal: Callable | None = None
-    term_structure: ClassVar = diffrax.AbstractTerm
-    interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
-
     def order(self, terms):
         return 1
 
-    def init(self, terms, t0, t1, y0, args):
-        return None
-
-    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        del solver_state, made_jump
-        y1 = self.advance(terms, t0, t1 - t0, y0, args)
-        return y1, None, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
-
     def advance(self, terms, t0, h, y0, args):
-        """One step of length `h` from (t0, y0). A Python float `h` compiles much better
-        than a traced one (XLA folds φ(b·h) for the scalar rates of synapses), which is how
-        fixed-step network runs call it."""
-        if self.diagonal is not None:
-            f, diag = self.diagonal(t0, y0, args)
-        else:
-            f, diag = jvp_diagonal(lambda y: terms.vf(t0, y, args), y0, self.groups)
-        return jax.tree_util.tree_map(lambda y, fy, b: y + h * _phi1(b * h) * fy, y0, f, diag)
-
-    def func(self, terms, t0, y0, args):
-        return terms.vf(t0, y0, args)
+        f, diag = self.derivatives_and_diagonal(terms, t0, y0, args)
+        return jax.tree_util.tree_map(lambda y, fy, b: y + h * phi1(b * h) * fy, y0, f, diag)

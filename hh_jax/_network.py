@@ -6,7 +6,9 @@ and long-term plasticity). Its state is a dict of arrays: `{"populations": {name
 size)}, "projections": {name: {variable: array}}}`; every variable is addressed by
 "<population>.<state>" or "<projection>.<variable>" (e.g. "E.V", "ee.g", "ee.w").
 Projections, their connectivity and their plasticity rules live in `_projection` and
-`_plasticity`; this module holds populations and the network's ODE and jumps.
+`_plasticity`, spike sources (`hh.SpikeTimes`, `hh.PoissonSource`: populations without a
+membrane) in `_sources`, populations in `_population` and fixed-step delivery in `_delivery`; this
+module holds the network, its ODE and its jumps.
 """
 
 from __future__ import annotations
@@ -14,70 +16,25 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jaxtyping import ArrayLike, Float
 
-from ._active import top_active
-from ._membrane import AbstractMembrane
+from ._delivery import active_sum, arrivals, connection_rows, connection_sum, release_fraction, ring_write
+from ._population import Population
 from ._projection import Projection
-from ._validation import check_finite, check_positive, concrete_array
+from ._sources import AbstractSource
+from ._validation import check_finite, concrete_array
 
 _SPIKE_FLOOR = 1e-9  # detector increments below this are not deliveries (fixed-step runs)
-
-
-class Population(eqx.Module):
-    """`size` neurons sharing one membrane type.
-
-    **Fields:**
-    - `membrane`: any `hh.AbstractMembrane`; a parameter may be an array of length `size`
-      (one value per neuron).
-    - `size`: number of neurons.
-    - `threshold`: spike-detection potential θ (mV); default the membrane's
-      `spike_threshold()` (0 mV in the modern convention).
-    - `sharpness`: k (mV) of the release detector σ(V) = 1/(1 + exp(−(V − θ)/k)), whose rise
-      on each upstroke is the spike's release pulse (see `hh.ExpSynapse`). Smaller is closer
-      to an instantaneous event and needs smaller steps; 1 mV by default.
-
-    Example:
-        >>> exc = hh.Population(hh.presets.neuron(), size=80)
-    """
-
-    membrane: AbstractMembrane
-    size: int = eqx.field(static=True)
-    threshold: Float[ArrayLike, ""] | None = None
-    sharpness: Float[ArrayLike, ""] = 1.0
-
-    def __check_init__(self):
-        owner = "hh.Population"
-        if not isinstance(self.membrane, AbstractMembrane):
-            raise TypeError(f"{owner}: `membrane` must be an hh membrane, got {type(self.membrane).__name__}.")
-        if not (isinstance(self.size, (int, np.integer)) and self.size > 0):
-            raise ValueError(f"{owner}: `size` must be a positive integer, got {self.size!r}.")
-        shape = self.membrane.batch_shape
-        if shape not in ((), (1,), (self.size,)):
-            raise ValueError(
-                f"{owner}: the membrane's parameter arrays must be scalars or have length "
-                f"size={self.size}, got batch shape {shape}."
-            )
-        if self.threshold is not None:
-            check_finite("threshold", self.threshold, owner)
-            if np.shape(self.threshold) not in ((), (self.size,)):
-                raise ValueError(f"{owner}: `threshold` must be a scalar or have length size={self.size}, got shape {np.shape(self.threshold)}.")
-        check_positive("sharpness", self.sharpness, owner, "mV")
-
-    def theta(self):
-        return self.membrane.spike_threshold() if self.threshold is None else self.threshold
-
-    def detector(self, V):
-        """σ(V): the release detector, 0 at rest and 1 at a spike's peak."""
-        return jax.nn.sigmoid((V - self.theta()) / self.sharpness)
 
 
 class Network(eqx.Module):
     """A network of populations and projections, simulated by `hh.simulate`.
 
-    **Fields:** `populations` {name: `hh.Population`}, `projections` {name: `hh.Projection`}.
-    Names may not contain '.' and a projection may not share a population's name.
+    **Fields:** `populations` {name: `hh.Population`}, `sources` {name: spike source
+    (`hh.SpikeTimes`, `hh.PoissonSource`)}, `projections` {name: `hh.Projection`}. Sources
+    are passed among the populations (`hh.Network({"ext": hh.PoissonSource(...), "E":
+    hh.Population(...)}, ...)`) and kept apart here: they may be the `pre` of a projection
+    with a postsynaptic-state synapse (`hh.ExpSynapse`), never its `post`. Names may not
+    contain '.' and a projection may not share a population's name.
 
     Example:
         >>> net = hh.Network(
@@ -90,6 +47,7 @@ class Network(eqx.Module):
 
     populations: dict
     projections: dict
+    sources: dict
 
     def __init__(self, populations, projections=None):
         owner = "hh.Network"
@@ -99,8 +57,10 @@ class Network(eqx.Module):
         if not isinstance(projections, dict):
             raise ValueError(f"{owner}: `projections` must be a dict {{name: hh.Projection}}.")
         for name, pop in populations.items():
-            if not isinstance(pop, Population):
-                raise TypeError(f"{owner}: population {name!r} must be an hh.Population, got {type(pop).__name__}.")
+            if not isinstance(pop, (Population, AbstractSource)):
+                raise TypeError(f"{owner}: population {name!r} must be an hh.Population or a spike source (hh.SpikeTimes, hh.PoissonSource), got {type(pop).__name__}.")
+        if all(isinstance(pop, AbstractSource) for pop in populations.values()):
+            raise ValueError(f"{owner}: `populations` holds spike sources only; add an hh.Population for them to drive.")
         for name in list(populations) + list(projections):
             if not isinstance(name, str) or "." in name or not name:
                 raise ValueError(f"{owner}: names must be non-empty strings without '.', got {name!r}.")
@@ -117,6 +77,7 @@ class Network(eqx.Module):
                         f"{owner}: projection {name!r} has {role} population {target!r}, which "
                         f"does not exist; populations: {sorted(populations)}."
                     )
+            _check_source_roles(owner, name, proj, populations)
             n_pre, n_post = populations[proj.pre].size, populations[proj.post].size
             if proj.dense:
                 if proj.weight.shape != (n_pre, n_post):
@@ -133,10 +94,15 @@ class Network(eqx.Module):
                             f"[0, {n}) (population {getattr(proj, label)!r} has {n} neurons), "
                             f"got values from {value.min()} to {value.max()}."
                         )
-        self.populations = dict(populations)
+        self.populations = {k: v for k, v in populations.items() if isinstance(v, Population)}
+        self.sources = {k: v for k, v in populations.items() if isinstance(v, AbstractSource)}
         self.projections = dict(projections)
 
     # ------------------------------------------------------------------ state
+
+    def size(self, name) -> int:
+        """The number of neurons of population or source `name`."""
+        return (self.populations.get(name) or self.sources[name]).size
 
     def variable_names(self) -> tuple[str, ...]:
         """Every recordable variable, "<population>.<state>" and "<projection>.<variable>"."""
@@ -157,6 +123,7 @@ class Network(eqx.Module):
             v0 = {name: v0 for name in self.populations}
         v0 = {} if v0 is None else v0
         unknown = sorted(set(v0) - set(self.populations))
+        _refuse_sources(self, unknown, "`v0`")
         if unknown:
             raise ValueError(f"hh.simulate: `v0` names unknown population(s) {unknown}; populations: {sorted(self.populations)}.")
         pops = {}
@@ -167,11 +134,12 @@ class Network(eqx.Module):
                 if jnp.shape(v) not in ((), (pop.size,)):
                     raise ValueError(f"hh.simulate: `v0[{name!r}]` must be a scalar or have length {pop.size}, got shape {jnp.shape(v)}.")
             pops[name] = pop.membrane.initial_state(v, (pop.size,)).astype(dtype)
-        projs = {name: proj.initial_state(self.populations[proj.pre].size, self.populations[proj.post].size, dtype)
+        projs = {name: proj.initial_state(self.size(proj.pre), self.populations[proj.post].size, dtype)
                  for name, proj in self.projections.items()}
         state = {"populations": pops, "projections": projs}
         known = set(self.variable_names())
         for key, value in init.items():
+            _refuse_sources(self, [key.split(".", 1)[0]], f"`init[{key!r}]`")
             if key not in known:
                 raise ValueError(f"hh.simulate: `init` names unknown variable {key!r}; variables: {sorted(known)}.")
             check_finite(f"init[{key!r}]", value, "hh.simulate")
@@ -225,6 +193,7 @@ class Network(eqx.Module):
     def _projection_derivatives(self, state, sums, up, down, pulses):
         projs = state["projections"]
         V = {name: y[0] for name, y in state["populations"].items()}
+        V.update(self._source_potentials(state))
         d_projs = {}
         for name, proj in self.projections.items():
             st, d = projs[name], {}
@@ -237,8 +206,8 @@ class Network(eqx.Module):
                 efficacy = st["q"]
             else:
                 release, efficacy = (up[proj.pre] if pulses else None), 1.0
-            if proj.synapse.post_states and release is not None:
-                release_sum = sums[name](release)
+            if proj.synapse.post_states and release is not None and proj.delay is None:
+                release_sum = sums[name](release)  # delayed releases arrive as jumps (_network_events)
             else:
                 release_sum = jnp.zeros((self.populations[proj.post].size,), V[proj.post].dtype)
             d.update(proj.synapse.derivatives(st, V[proj.pre], release_sum, efficacy))
@@ -267,6 +236,16 @@ class Network(eqx.Module):
                 up[name], down[name] = jax.nn.relu(rate), jax.nn.relu(-rate)
             else:
                 up[name] = down[name] = jnp.zeros_like(V)
+        for name, src in self.sources.items():  # a source's release: its pulses, or none
+            delayed = [p for p, proj in self.projections.items() if proj.pre == name and proj.delay is not None]
+            if pulses and delayed:
+                raise ValueError(
+                    f"hh.simulate: projection(s) {delayed} from spike source {name!r} have a delay, which "
+                    "adaptive runs deliver from recorded spikes; run with fixed steps (`dt`), or give "
+                    "the source its spike times plus the delay."
+                )
+            dtype = next(iter(pops.values())).dtype
+            up[name] = down[name] = src.release(t).astype(dtype) if pulses else jnp.zeros((src.size,), dtype)
         d_projs = self._projection_derivatives(state, sums, up, down, pulses)
         return {"populations": d_pops, "projections": d_projs}
 
@@ -288,7 +267,8 @@ class Network(eqx.Module):
             st = projs[name]
             efficacy = st["q"] if proj.stp is not None else 1.0
             syn_state = {k: st[k] for k in proj.synapse.pre_states + proj.synapse.post_states}
-            b = dict(proj.synapse.diagonal(syn_state, pops[proj.pre][0], efficacy))
+            v_pre = pops[proj.pre][0] if proj.pre in pops else None  # a source has no V
+            b = dict(proj.synapse.diagonal(syn_state, v_pre, efficacy))
             if proj.stp is not None:
                 b.update(proj.stp.relaxation_diagonal())
             if proj.plastic:
@@ -298,15 +278,34 @@ class Network(eqx.Module):
         return ({"populations": d_pops, "projections": d_projs},
                 {"populations": b_pops, "projections": b_projs})
 
-    def jumps(self, old, new, tables=None, max_active=128):
+    def jumps(self, old, new, tables=None, max_active=128, rings=None, step=0, dt=None, timed=False, sources=None):
         """Apply the spike-driven terms for one fixed step, from the potentials in `old` to
         those in `new`: each detector's rise (fall) over the step is a pulse integral, and
-        release, STP, conductance and STDP updates are their exact jump forms."""
-        ds_up, ds_down = {}, {}
+        release, STP, conductance and STDP updates are their exact jump forms.
+
+        Delayed projections hold their releases in `rings` {projection: ring} (see
+        `_delivery`) and receive what arrives in step `step` (of length `dt` ms). With
+        `timed` (second-order solvers) each arrival acts from its time within the step: the
+        conductance it adds has decayed over the rest of the step and has already driven
+        its current into the postsynaptic membrane for that long; otherwise arrivals act at
+        the step's end. Spike sources release what `sources` {source: (spikes in this step,
+        their mean time as a fraction of it)} says (`AbstractSource.record`; none if absent).
+        Returns (state, rings)."""
+        rings = {} if rings is None else dict(rings)
+        ds_up, ds_down, frac = {}, {}, {}
         for name, pop in self.populations.items():
-            delta = pop.detector(new["populations"][name][0]) - pop.detector(old["populations"][name][0])
+            v_old, v_new = old["populations"][name][0], new["populations"][name][0]
+            delta = pop.detector(v_new) - pop.detector(v_old)
             ds_up[name] = jnp.where(delta > _SPIKE_FLOOR, delta, 0.0)
             ds_down[name] = jnp.where(-delta > _SPIKE_FLOOR, -delta, 0.0)
+            if timed or any(p.pre == name and p.delay is not None for p in self.projections.values()):
+                frac[name] = release_fraction(pop, v_old, v_new, ds_up[name])
+        counted = self._source_releases(new, sources)  # a source's spikes: counted, not detected
+        ds_up.update(counted)
+        ds_down.update(counted)  # (q, a spike's efficacy, unused by post-state synapses: cleared)
+        frac.update({name: where for name, (_, where) in (sources or {}).items()})
+        pops = dict(new["populations"])
+        charge = {}  # per population: conductance × time × driving force of timed arrivals
         projs = {}
         for name, proj in self.projections.items():
             st = dict(new["projections"][name])
@@ -319,49 +318,69 @@ class Network(eqx.Module):
                 n_post = self.populations[proj.post].size
                 w = proj.weights(st)
                 table = None if tables is None else tables.get(name)
-                if table is None:
-                    release_sum = proj.weighted_sum(w, n_post)(released)
+                if proj.delay is not None:
+                    rings[name] = ring_write(rings[name], step, released, frac[proj.pre])
+                    if proj.per_edge_delay:  # one slot per connection: a sum over all of them
+                        amount, late = arrivals(rings[name], step, proj.delay, dt, connection_rows(proj, n_post))
+                        total = lambda x: connection_sum(proj, w, x, n_post)  # noqa: E731
+                    else:
+                        amount, late = arrivals(rings[name], step, proj.delay, dt)
+                        total = lambda x: self._release_sum(proj, w, x, table, n_post, max_active)  # noqa: E731
                 else:
-                    release_sum = _active_sum(proj, w, released, table, n_post, max_active)
-                st.update(proj.synapse.jump(st, release_sum))
+                    amount, late = released, released * (1.0 - frac[proj.pre]) if timed else None
+                    total = lambda x: self._release_sum(proj, w, x, table, n_post, max_active)  # noqa: E731
+                jumped = proj.synapse.jump(st, total(amount))
+                if timed:  # the arrivals' conductance × time over the rest of the step
+                    exposure = total(late * dt)
+                    rest = {k: v - st[k] for k, v in proj.synapse.jump(st, exposure).items()}
+                    decay = proj.synapse.diagonal(st, None, 1.0)
+                    jumped = {k: v + decay[k] * rest[k] for k, v in jumped.items()}
+                    v_post = pops[proj.post][0]
+                    drive = proj.synapse.current(rest, None, v_post)
+                    charge[proj.post] = charge.get(proj.post, 0.0) + drive
+                st.update(jumped)
             if proj.plastic:
                 st.update(proj.stdp.jump(st, ds_up[proj.pre], ds_up[proj.post], proj))
             projs[name] = st
-        return {"populations": new["populations"], "projections": projs}
+        for name, q in charge.items():  # ΔV = (charge) / Cm: the membrane's response to a current
+            y, membrane = pops[name], self.populations[name].membrane
+            pops[name] = y + jax.jvp(lambda i: membrane.derivatives(y, i), (jnp.zeros_like(q),), (q,))[1]
+        return {"populations": pops, "projections": projs}, rings
+
+    def _source_potentials(self, state):
+        """Placeholders for the sources' potentials: a source has no voltage, and only
+        synapses that ignore V_pre (post-state synapses) may take one as `pre`."""
+        dtype = next(iter(state["populations"].values())).dtype
+        return {name: jnp.zeros((src.size,), dtype) for name, src in self.sources.items()}
+
+    def _source_releases(self, state, sources):
+        """Per source, its spikes in this step (as amounts released), zero if not given."""
+        out = {name: jnp.zeros_like(v) for name, v in self._source_potentials(state).items()}
+        for name, (count, _) in (sources or {}).items():
+            out[name] = count.astype(out[name].dtype)
+        return out
+
+    @staticmethod
+    def _release_sum(proj, w, released, table, n_post, max_active):
+        if table is None:
+            return proj.weighted_sum(w, n_post)(released)
+        return active_sum(proj, w, released, table, n_post, max_active)
 
 
-def out_edge_table(pre_index, n_pre) -> np.ndarray:
-    """For an edge list: a (n_pre, max out-degree) table of each presynaptic neuron's edge
-    numbers, padded with E (one past the last edge). Built once, eagerly, from concrete
-    indices, so a step only touches the edges of neurons that spiked. None when the
-    out-degrees are so uneven that the table would be much larger than the edge list."""
-    pre = np.asarray(pre_index)
-    n_edges = pre.shape[0]
-    order = np.argsort(pre, kind="stable")
-    counts = np.bincount(pre, minlength=n_pre)
-    width = max(int(counts.max()) if n_edges else 0, 1)
-    if n_pre * width > 8 * n_edges + n_pre:
-        return None  # a few hubs would make the padded table huge: sum over the edges instead
-    table = np.full((n_pre, width), n_edges, dtype=np.int32)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slot = np.arange(n_edges) - np.repeat(starts, counts)
-    table[pre[order], slot] = order
-    return table
+def _check_source_roles(owner, name, proj, populations):
+    """A source may be a projection's `pre` only, and only for a synapse whose state is
+    per postsynaptic neuron (a kinetic synapse needs the presynaptic voltage)."""
+    if isinstance(populations[proj.post], AbstractSource):
+        raise ValueError(f"{owner}: projection {name!r} targets {proj.post!r}, a spike source; a source has no membrane and can only be a `pre`.")
+    if isinstance(populations[proj.pre], AbstractSource) and proj.synapse.pre_states:
+        raise ValueError(
+            f"{owner}: projection {name!r}: its synapse ({type(proj.synapse).__name__}) releases "
+            f"transmitter by the presynaptic voltage, and {proj.pre!r} is a spike source with no "
+            "voltage; use a synapse driven by spikes (hh.ExpSynapse)."
+        )
 
 
-def _active_sum(proj, w, released, table, n_post, max_active):
-    """Σ w · released per postsynaptic neuron, touching only the edges of the presynaptic
-    neurons that released anything: up to `max_active` of them, found by `lax.top_k` (on
-    float32, where it is fast); in a busier step the rest are summed over all edges."""
-    n_edges = proj.pre_index.shape[0]
-    idx, _, overflow = top_active(released, max_active)
-    amount = released[idx]  # exact values; zeros among them add nothing
-    edges = table[idx]  # (k, out-degree), padded with n_edges
-    w_pad = jnp.concatenate([jnp.broadcast_to(w, (n_edges,)), jnp.zeros((1,), released.dtype)])
-    post_pad = jnp.concatenate([proj.post_index, jnp.full((1,), n_post, proj.post_index.dtype)])
-    total = jnp.zeros((n_post,), released.dtype).at[post_pad[edges]].add(w_pad[edges] * amount[:, None], mode="drop")
-
-    def rest(_):
-        return proj.weighted_sum(w, n_post)(released.at[idx].set(0.0))
-
-    return total + jax.lax.cond(overflow, rest, lambda _: jnp.zeros_like(total), None)
+def _refuse_sources(net, names, what):
+    sources = [n for n in names if n in net.sources]
+    if sources:
+        raise ValueError(f"hh.simulate: {what} names spike source(s) {sources}; a source has no voltage or state.")

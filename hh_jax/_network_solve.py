@@ -11,9 +11,12 @@ import numpy as np
 
 from ._active import top_active
 from ._compilation_cache import diffrax_checks_as_nan
-from ._crossing import spike_times_padded, upward_crossings
-from ._exponential_euler import ExponentialEuler
-from ._network import Network, out_edge_table
+from ._crossing import upward_crossings
+from ._delivery import ring_depth, ring_init
+from ._exponential_euler import AbstractExponentialSolver, ExponentialEuler
+from ._delivery import out_edge_table
+from ._network import Network
+from ._network_events import EventController, EventSolver, event_term, initial_events
 from ._solve_setup import (
     cast_floats,
     check_solver,
@@ -69,14 +72,19 @@ def simulate_network(
     y0 = net.initial_state(v0, init, dtype)
     if dt is None:
         ts = save_times(owner, ts, t0_c, t1_c, dtype)
-        fixed, tables, solver, max_active = None, {}, diffrax.Tsit5() if solver is None else solver, 1
+        fixed, solver, max_active = None, diffrax.Tsit5() if solver is None else solver, 1
+        _check_adaptive_delays(owner, net)
+        tables = initial_events(net, max_spikes, dtype)  # the spike record kept during the solve
     else:
         dt = _check_step(owner, dt)
         ts, fixed = _fixed_grid(float(t0_c), float(t1_c), dt, ts, dtype)
         max_active = check_count("max_active", DEFAULT_MAX_ACTIVE if max_active is None else max_active, owner)
         tables = _edge_tables(net)
-        if solver is None or (isinstance(solver, ExponentialEuler) and solver.groups is None and solver.diagonal is None):
-            solver = ExponentialEuler(diagonal=_network_diagonal)  # the network knows its diagonal
+        tables["rings"] = _rings(net, dt, dtype)
+        if solver is None:
+            solver = ExponentialEuler()
+        if isinstance(solver, AbstractExponentialSolver) and solver.groups is None and solver.diagonal is None:
+            solver = type(solver)(diagonal=_network_diagonal)  # the network knows its diagonal
     static = _NetStatic(solver=solver, adjoint=adjoint, max_steps=int(max_steps), names=names,
                         max_spikes=max_spikes, fixed=fixed, dt=dt, max_active=max_active)
     arrays = solve_arrays(dtype, ts=ts, t0=t0, t1=t1, rtol=rtol, atol=atol, dt0=dt0, dtmax=dtmax)
@@ -102,12 +110,35 @@ def _check_step(owner, dt) -> float:
     return float(dt_c)
 
 
+def _check_adaptive_delays(owner, net):
+    """Adaptive runs deliver delayed releases as events of one spike each: not yet with
+    short-term plasticity, whose released amount is built up during the spike."""
+    for name, proj in net.projections.items():
+        if proj.delay is not None and proj.stp is not None:
+            raise ValueError(
+                f"{owner}: projection {name!r} combines `delay` with short-term plasticity, "
+                f"which adaptive runs do not support; pass a fixed step `dt` (ms)."
+            )
+
+
+def _rings(net, dt, dtype):
+    """An empty ring of released amounts per delayed projection (fixed steps)."""
+    rings = {}
+    for name, proj in net.projections.items():
+        if proj.delay is not None:
+            depth, n_pre = ring_depth(proj.delay, dt), net.size(proj.pre)
+            check_memory("hh.simulate", f"the delay ring of projection {name!r}", (2, depth, n_pre),
+                         jnp.dtype(dtype).itemsize, "shorten its delays or lengthen `dt`")
+            rings[name] = ring_init(depth, n_pre, dtype)
+    return rings
+
+
 def _edge_tables(net):
     """Per edge-list projection with postsynaptic states: each presynaptic neuron's edges."""
     tables = {}
     for name, proj in net.projections.items():
         idx = None if proj.dense else concrete_array(proj.pre_index)
-        table = None if idx is None or not proj.synapse.post_states else out_edge_table(idx, net.populations[proj.pre].size)
+        table = None if idx is None or not proj.synapse.post_states else out_edge_table(idx, net.size(proj.pre))
         if table is not None:
             tables[name] = jnp.asarray(table)
     return tables
@@ -116,7 +147,7 @@ def _edge_tables(net):
 @eqx.filter_jit
 def _integrate_network(net, stimuli, y0, arrays, tables, static):
     if static.fixed is None:
-        return _adaptive(net, stimuli, y0, arrays, static)
+        return _adaptive(net, stimuli, y0, arrays, tables, static)
     return _clocked(net, stimuli, y0, arrays, tables, static)
 
 
@@ -127,30 +158,30 @@ def _max_norm(y):
     return jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree_util.tree_leaves(y)])) + 1e-30
 
 
-def _adaptive(net, stimuli, y0, arrays, static):
+def _adaptive(net, stimuli, y0, arrays, events0, static):
     ts = arrays["ts"]
-    controller = step_controller(arrays, stimuli.values(), _max_norm)
-    term = diffrax.ODETerm(lambda t, y, args: net.derivatives(t, y, stimuli, pulses=True))
-    # Potentials are always sampled at ts, for spike detection; only `names` are returned.
-    names = tuple(dict.fromkeys(static.names + tuple(f"{p}.V" for p in net.populations)))
+    # Steps are controlled on the network state; the spike record is bookkeeping.
+    controller = EventController(step_controller(arrays, [*stimuli.values(), *net.sources.values()], lambda y: _max_norm(y["net"])), net)
+    term = event_term(lambda t, y, args: net.derivatives(t, y, stimuli, pulses=True))
+    solver = EventSolver(static.solver, net, static.max_spikes)
     with diffrax_checks_as_nan():
         sol = diffrax.diffeqsolve(
-            term, static.solver, t0=arrays["t0"], t1=arrays["t1"], dt0=arrays["dt0"], y0=y0,
+            term, solver, t0=arrays["t0"], t1=arrays["t1"], dt0=arrays["dt0"],
+            y0={"net": y0, "events": events0},
             saveat=diffrax.SaveAt(subs=[
-                diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: _record(net, y, names)),
+                diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: _record(net, y["net"], static.names)),
                 diffrax.SubSaveAt(t1=True),
             ]),
             stepsize_controller=controller, max_steps=static.max_steps, adjoint=static.adjoint,
             throw=False,
         )
     recorded, last = sol.ys
-    recorded = {k: jnp.moveaxis(v, 0, -1) for k, v in recorded.items()}
-    final = jax.tree_util.tree_map(lambda x: x[-1], last)
-    spikes = {}
-    for name, pop in net.populations.items():
-        theta = jnp.broadcast_to(jnp.asarray(pop.theta(), ts.dtype), (pop.size,))
-        spikes[name] = jax.vmap(lambda v, th: spike_times_padded(ts, v, th, static.max_spikes))(recorded[f"{name}.V"], theta)
-    values = {k: recorded[k] for k in static.names}
+    values = {k: jnp.moveaxis(v, 0, -1) for k, v in recorded.items()}
+    last = jax.tree_util.tree_map(lambda x: x[-1], last)
+    final, events = last["net"], last["events"]["populations"]
+    spikes = {name: (rec["times"], rec["count"].astype(jnp.int32)) for name, rec in events.items()}
+    for name, src in net.sources.items():  # given times: what was delivered
+        spikes[name] = src.spikes_between(arrays["t0"], arrays["t1"], static.max_spikes)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(values)] or [jnp.array(True)]))
     ok = (sol.result == diffrax.RESULTS.successful) & finite
     return values, spikes, final, sol.stats["num_steps"], ok, failure_cause(sol.result, finite)
@@ -164,23 +195,29 @@ def _clocked(net, stimuli, y0, arrays, tables, static):
     n_before, stride, n_saves, n_after = static.fixed
     t0, dt = arrays["t0"], static.dt
     solver = static.solver
+    tables = dict(tables)
+    rings0 = tables.pop("rings")
     term = diffrax.ODETerm(lambda t, y, args: args[0].derivatives(t, y, args[1], pulses=False))
+    timed = solver.order(term) >= 2  # second order: spikes act from their time within the step
     solver_state = solver.init(term, t0, t0 + dt, y0, (net, stimuli))
     dtype = arrays["t0"].dtype
     spikes0 = {name: (jnp.full((pop.size, static.max_spikes), jnp.nan, dtype),
                       jnp.zeros((pop.size,), jnp.int32))
-               for name, pop in net.populations.items()}
+               for name, pop in {**net.populations, **net.sources}.items()}
     thetas = {name: jnp.asarray(pop.theta(), dtype) for name, pop in net.populations.items()}
 
     def one_step(carry, _):
-        i, y, sstate, spikes = carry
+        i, y, sstate, spikes, rings = carry
         t = t0 + i * dt
-        if isinstance(solver, ExponentialEuler):
+        if isinstance(solver, AbstractExponentialSolver):
             y_new = solver.advance(term, t, dt, y, (net, stimuli))
         else:
             y_new, _, _, sstate, _ = solver.step(term, t, t + dt, y, (net, stimuli), sstate, True)
-        y_new = net.jumps(y, y_new, tables, static.max_active)
-        new_spikes = {}
+        new_spikes, released = {}, {}
+        for name, src in net.sources.items():  # a source's spikes in (t, t + dt]
+            times, counts, released[name] = src.record(*spikes[name], t, dt)
+            new_spikes[name] = (times, counts)
+        y_new, rings = net.jumps(y, y_new, tables, static.max_active, rings, i, dt, timed, sources=released)
         for name in net.populations:
             v_old, v_new = y["populations"][name][0], y_new["populations"][name][0]
             theta = thetas[name]
@@ -188,14 +225,14 @@ def _clocked(net, stimuli, y0, arrays, tables, static):
             times, counts = spikes[name]
             times = _record_spikes(times, counts, crossed, t + frac * dt, static.max_spikes)
             new_spikes[name] = (times, counts + crossed.astype(jnp.int32))
-        return (i + 1, y_new, sstate, new_spikes), None
+        return (i + 1, y_new, sstate, new_spikes, rings), None
 
     def advance(carry, n):
         if n == 0:
             return carry
         return jax.lax.scan(one_step, carry, None, length=n)[0]
 
-    carry = advance((jnp.asarray(0), y0, solver_state, spikes0), n_before)
+    carry = advance((jnp.asarray(0), y0, solver_state, spikes0, rings0), n_before)
     first = _record(net, carry[1], static.names)
 
     def save_step(carry, _):

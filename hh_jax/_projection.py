@@ -32,6 +32,14 @@ class Projection(eqx.Module):
     - `edges`: None, or `(pre_index, post_index)`, two integer arrays of length E.
     - `stp`: an `hh.TsodyksMarkram` rule, or None.
     - `stdp`: an `hh.STDP` rule, or None (weights then stay fixed).
+    - `delay`: synaptic delay (ms, >= 0) from a presynaptic spike to its release onto the
+      postsynaptic conductance: None (none), a number for the whole projection, or an array
+      with one value per edge (per pair (n_pre, n_post) for a dense matrix). Only for
+      release-driven synapses (`post_states`, e.g. `hh.ExpSynapse`); short-term plasticity
+      acts at the spike and its released amount arrives after the delay; STDP pairs the
+      spikes themselves, undelayed. Fixed steps deliver through a ring buffer of released
+      amounts; adaptive runs release at the recorded spike time + delay exactly (see
+      `hh.simulate`).
 
     The plasticity rules see the connectivity through `pairwise` and `existing`.
 
@@ -48,8 +56,9 @@ class Projection(eqx.Module):
     post_index: Int[Array, " edges"] | None
     stp: TsodyksMarkram | None
     stdp: STDP | None
+    delay: Float[Array, "..."] | None
 
-    def __init__(self, pre, post, synapse, weight, edges=None, *, stp=None, stdp=None):
+    def __init__(self, pre, post, synapse, weight, edges=None, *, stp=None, stdp=None, delay=None):
         owner = "hh.Projection"
         if not (isinstance(pre, str) and isinstance(post, str)):
             raise TypeError(f"{owner}: `pre` and `post` must be population names (str), got {pre!r}, {post!r}.")
@@ -95,6 +104,12 @@ class Projection(eqx.Module):
         self.pre, self.post, self.synapse = pre, post, synapse
         self.weight, self.pre_index, self.post_index = weight, pre_index, post_index
         self.stp, self.stdp = stp, stdp
+        self.delay = None if delay is None else _check_delay(owner, delay, synapse, weight.shape if edges is None else pre_index.shape)
+
+    @property
+    def per_edge_delay(self) -> bool:
+        """True when the delay is an array with one value per connection."""
+        return self.delay is not None and jnp.ndim(self.delay) > 0
 
     @property
     def dense(self) -> bool:
@@ -154,3 +169,23 @@ class Projection(eqx.Module):
         return lambda x: jax.ops.segment_sum(
             w * x[self.pre_index], self.post_index, num_segments=n_post
         )
+
+
+def _check_delay(owner, delay, synapse, connections):
+    """`delay` (ms) as a floating array: finite, >= 0, a scalar or one per connection."""
+    if not synapse.post_states:
+        raise ValueError(
+            f"{owner}: `delay` applies to release-driven synapses (such as hh.ExpSynapse); "
+            f"{type(synapse).__name__} is driven continuously by the presynaptic voltage."
+        )
+    delay = jnp.asarray(delay) if not isinstance(delay, jax.Array) else delay
+    if not jnp.issubdtype(delay.dtype, jnp.floating):
+        delay = delay.astype(jnp.result_type(float))
+    check_finite("delay", delay, owner)
+    check_nonnegative("delay", delay, owner, "ms")
+    if delay.shape not in ((), tuple(connections)):
+        raise ValueError(
+            f"{owner}: `delay` must be a number (ms) or have one value per connection, shape "
+            f"{tuple(connections)}, got shape {delay.shape}."
+        )
+    return delay

@@ -10,6 +10,8 @@ import diffrax
 from jaxtyping import ArrayLike, Float
 
 from ._batch import Batching, batching_from_keywords
+from ._exponential_euler import ExponentialEuler
+from ._exponential_midpoint import ExponentialMidpoint
 from ._membrane import AbstractMembrane
 from ._network import Network
 from ._network_solve import simulate_network
@@ -19,6 +21,7 @@ from ._trace import NetworkTrace, Trace
 
 _NEURON_ONLY = ("batching", "chunk_size", "devices", "steps")
 _NETWORK_ONLY = ("dt", "init", "max_spikes", "max_active")
+_SOLVERS = {"exponential_euler": ExponentialEuler, "exponential_midpoint": ExponentialMidpoint}
 
 
 def simulate(
@@ -29,7 +32,7 @@ def simulate(
     ts: Float[ArrayLike, " time"] | None = None,
     t0: float = 0.0,
     v0: Float[ArrayLike, "*batch"] | dict | None = None,
-    solver: diffrax.AbstractSolver | None = None,
+    solver: diffrax.AbstractSolver | str | None = None,
     rtol: float = 1e-6,
     atol: float = 1e-6,
     dt0: float | None = None,
@@ -105,11 +108,16 @@ def simulate(
     `save` "all", "V" (every population's potential) or names such as ("E.V", "ee.w"),
     () for spikes only. Network-only options:
     - `dt`: None (default): one adaptive solve of the smooth network ODE, differentiable
-      through spikes. A fixed step (ms, e.g. 0.1): clock-driven steps with `solver`
-      (default `hh.ExponentialEuler`), each presynaptic spike's release applied as an
-      exact jump after the step and delivered only along the edges of neurons that spiked —
-      the fast choice for large networks (as Brian2 and NEST run them); `ts` must then be
-      evenly spaced on the step grid (default: every step).
+      through spikes; spikes are found during the solve (so `save=()` keeps no voltage) and
+      delayed releases arrive as exact jumps at spike time + delay. A fixed step (ms, e.g. 0.1): clock-driven steps with `solver`
+      (default `hh.ExponentialEuler`, first order; `"exponential_midpoint"` or
+      `hh.ExponentialMidpoint()` for second order; also by name `"exponential_euler"`), each
+      presynaptic spike's release applied as an exact jump after the step (second-order
+      solvers: from its time within the step) and delivered only along the edges of neurons
+      that spiked — the fast choice for large networks (as Brian2 and NEST run them); `ts`
+      must then be evenly spaced on the step grid (default: every step). Projection delays
+      (`hh.Projection(..., delay=)`) are delivered through a ring buffer of released amounts,
+      within one step of spike time + delay (first order) or at it (second order).
     - `init`: {"<name>.<variable>": value} initial values of any variable.
     - `max_spikes`: spike times kept per neuron, default 64 (more are counted, not timed).
     - `max_active`: with `dt` only, the most presynaptic neurons delivering in one step along
@@ -128,6 +136,7 @@ def simulate(
     unknown = sorted(set(deprecated) - {"chunk_size", "devices", "steps"})
     if unknown:
         raise TypeError(f"hh.simulate() got unexpected keyword argument(s) {unknown}.")
+    solver = _solver_by_name(solver, isinstance(membrane, Network) and dt is not None)
     common = dict(t1=t1, ts=ts, t0=t0, v0=v0, solver=solver, rtol=rtol, atol=atol, dt0=dt0,
                   dtmax=dtmax, max_steps=max_steps, save=save, throw=throw, adjoint=adjoint)
     given = dict(deprecated, batching=batching, dt=dt, init=init, max_spikes=max_spikes, max_active=max_active)
@@ -139,6 +148,18 @@ def simulate(
             "Diffrax solver through `solver` if needed, and hh.simulate_spikes for spike times")
     batching = batching_from_keywords("hh.simulate", batching, deprecated)
     return simulate_neuron(membrane, stimulus, batching=batching, **common)
+
+
+def _solver_by_name(solver, clocked: bool):
+    """A clock-driven solver named by a string ("exponential_euler", "exponential_midpoint"),
+    for fixed-step network runs; anything else is passed on."""
+    if not isinstance(solver, str):
+        return solver
+    if solver not in _SOLVERS:
+        raise ValueError(f"hh.simulate: unknown `solver` {solver!r}; by name: {sorted(_SOLVERS)}, or a diffrax solver.")
+    if not clocked:
+        raise ValueError(f"hh.simulate: `solver={solver!r}` is a clock-driven solver for networks with a fixed step; pass `dt` (ms).")
+    return _SOLVERS[solver]()
 
 
 def _refuse(given: dict, names: tuple[str, ...], why: str) -> None:

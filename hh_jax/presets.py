@@ -1,6 +1,6 @@
 """Ready-made models. The membranes (`hh1952`, `neuron`, `pospischil`) return a membrane whose
-fields any keyword overrides (array values make a batch); `cobahh` returns a
-`NetworkModel`, a network with its initial values.
+fields any keyword overrides (array values make a batch); `cobahh` and `brunel`
+return a `NetworkModel`, a network with its initial values.
 
 `hh1952` was called `seed` (the 2017 gist's model) in 0.1; `seed()` still works for one
 release, with a `DeprecationWarning`: the word `seed` means a random seed everywhere else
@@ -26,7 +26,7 @@ from ._validation import check_count, check_finite
 if TYPE_CHECKING:
     from ._network import Network
 
-__all__ = ["hh1952", "neuron", "pospischil", "cobahh", "NetworkModel", "seed"]
+__all__ = ["hh1952", "neuron", "pospischil", "cobahh", "brunel", "NetworkModel", "seed"]
 
 _HH1952 = dict(
     gNa=120.0, gK=36.0, gL=0.3, ENa=115.0, EK=-12.0, EL=10.613, Cm=1.0, celsius=6.3, vshift=65.0
@@ -163,9 +163,8 @@ def cobahh(n: int = 4000, p: float = 0.02, seed: int = 0, excitatory_fraction: f
         >>> tr = hh.simulate(model.network, None, t1=1000.0, dt=0.1, init=model.init, save=(),
         ...                  max_spikes=100)
     """
-    from ._channels import Leak, PospischilPotassium, PospischilSodium
-    from ._membrane import ChannelMembrane
-    from ._network import Network, Population
+    from ._network import Network
+    from ._population import Population
     from ._projection import Projection
     from ._synapse import ExpSynapse
 
@@ -180,12 +179,7 @@ def cobahh(n: int = 4000, p: float = 0.02, seed: int = 0, excitatory_fraction: f
         )
     rng = np.random.default_rng(seed)
     n_exc = int(round(excitatory_fraction * n))
-    membrane = ChannelMembrane(
-        {"na": PospischilSodium(g=100.0, E=50.0, VT=-63.0),
-         "k": PospischilPotassium(g=30.0, E=-90.0, VT=-63.0),
-         "leak": Leak(g=0.05, E=-60.0)},
-        Cm=1.0, v_rest=-60.0,
-    )
+    membrane = _traub_miles()
 
     def connect(pre_ids):
         pre, post = [], []
@@ -209,4 +203,103 @@ def cobahh(n: int = 4000, p: float = 0.02, seed: int = 0, excitatory_fraction: f
         "exc.g": (rng.standard_normal(n) * 1.5 + 4.0) * 10.0 * _NS,
         "inh.g": (rng.standard_normal(n) * 12.0 + 20.0) * 10.0 * _NS,
     }
+    return NetworkModel(network=net, init=init)
+
+
+def _traub_miles():
+    """The Traub–Miles cell of the COBAHH benchmark (Brette et al. 2007): gNa 100, gK 30,
+    gL 0.05 mS/cm²; ENa 50, EK −90, EL −60 mV; VT −63 mV; Cm 1 µF/cm²."""
+    from ._channels import Leak, PospischilPotassium, PospischilSodium
+    from ._membrane import ChannelMembrane
+
+    return ChannelMembrane(
+        {"na": PospischilSodium(g=100.0, E=50.0, VT=-63.0),
+         "k": PospischilPotassium(g=30.0, E=-90.0, VT=-63.0),
+         "leak": Leak(g=0.05, E=-60.0)},
+        Cm=1.0, v_rest=-60.0,
+    )
+
+
+def _fixed_in_degree(rng, pre_ids, n_post, k):
+    """Edges giving every postsynaptic neuron exactly `k` distinct presynaptic partners
+    drawn from `pre_ids` (autapses allowed, as in Brunel 2000): (pre, post) int32 arrays."""
+    pre = np.stack([rng.choice(pre_ids, size=k, replace=False) for _ in range(n_post)])
+    post = np.repeat(np.arange(n_post), k)
+    return pre.ravel().astype(np.int32), post.astype(np.int32)
+
+
+def brunel(n: int = 2000, *, g: float = 20.0, we: float = 1.0, ext_rate: float = 2400.0,
+           in_degree: int = 160, delay: float | None = 1.5, seed: int = 0,
+           excitatory_fraction: float = 0.8) -> NetworkModel:
+    """A sparse E/I network after Brunel (2000), of conductance-based HH neurons driven by
+    independent Poisson input, in the asynchronous irregular regime.
+
+    `n` Traub–Miles cells (those of `cobahh`) in one population "P", the first 80 %
+    excitatory. Every neuron receives exactly C_E = `in_degree` excitatory and C_I = C_E/4
+    inhibitory connections (fixed in-degree; 160 and 40 are ε = 10 % of the default
+    network, and stay so as `n` changes, so its regime does too), exponential conductances (τe 5 ms, Ee 0 mV,
+    weight `we` nS; τi 10 ms, Ei −80 mV, weight g·`we` nS) with a synaptic `delay` (ms;
+    None for none), and its own Poisson source of rate `ext_rate` (Hz; e.g. 800 inputs at
+    3 Hz) onto its excitatory conductance (source "ext", projection "in", one-to-one,
+    weight `we`). With g = 20 the network is inhibition-dominated: near rest (−60 mV) the
+    inhibitory charge per unit of presynaptic rate, g·C_I·|Ei − V|·τi, is 3.3 times the
+    excitatory C_E·|Ee − V|·τe (Brunel's g > 4 for current-based synapses, with the driving
+    forces and time constants folded in). It then fires irregularly and asynchronously: at
+    the defaults (n = 2000, 1 s after 200 ms, dt 0.1 ms) 12 Hz with a mean ISI CV of 1.1;
+    `scripts/brunel.py` measures rate, CV and synchrony and checks them against the stated
+    ranges (rate 5–30 Hz, CV 0.7–1.3). Spikes are detected at −20 mV. Conductances are per
+    area of the 20,000 µm² cell (1 nS = 0.005 mS/cm²).
+
+    Initial values: V uniform in [−70, −55] mV, gates at 0, conductances at 0.
+
+    **Arguments:** `n` neurons; `g` (inhibitory/excitatory weight ratio); `we` (nS);
+    `ext_rate` (Hz per neuron); `in_degree` (C_E, at most the number of excitatory
+    neurons); `delay` (ms); random `seed` (connectivity, initial values and the Poisson
+    key); `excitatory_fraction`.
+
+    **Returns:** an `hh.presets.NetworkModel` (`.network` with the source "ext", the
+    population "P" and the projections "in" (ext → P), "exc", "inh"; `.init`).
+
+    Example:
+        >>> model = hh.presets.brunel(n=1000)
+        >>> tr = hh.simulate(model.network, None, t1=1000.0, dt=0.1, init=model.init, save=(),
+        ...                  max_spikes=100)
+    """
+    import jax
+
+    from ._network import Network
+    from ._population import Population
+    from ._projection import Projection
+    from ._sources import PoissonSource
+    from ._synapse import ExpSynapse
+
+    owner = "hh.presets.brunel"
+    n = check_count("n", n, owner, minimum=2)
+    in_degree = check_count("in_degree", in_degree, owner, minimum=4)
+    for name, value in (("g", g), ("we", we), ("ext_rate", ext_rate), ("excitatory_fraction", excitatory_fraction)):
+        check_finite(name, value, owner)
+    n_exc = int(round(excitatory_fraction * n))
+    if not 0 < n_exc < n:
+        raise ValueError(f"{owner}: `excitatory_fraction` must leave both groups non-empty, "
+                         f"got {excitatory_fraction} of {n} neurons.")
+    k_exc, k_inh = in_degree, in_degree // 4
+    if k_exc > n_exc or k_inh > n - n_exc:
+        raise ValueError(f"{owner}: `in_degree` {in_degree} (and {k_inh} inhibitory) exceeds the {n_exc} "
+                         f"excitatory (or {n - n_exc} inhibitory) neurons; use a larger `n`.")
+    if g < 0 or we < 0 or ext_rate < 0:
+        raise ValueError(f"{owner}: `g`, `we` and `ext_rate` must be >= 0, got {g}, {we}, {ext_rate}.")
+    rng = np.random.default_rng(seed)
+    delayed = {} if delay is None else {"delay": float(delay)}
+    exc_syn, inh_syn = ExpSynapse(tau=5.0, E=0.0), ExpSynapse(tau=10.0, E=-80.0)
+    everyone = np.arange(n, dtype=np.int32)
+    net = Network(
+        {"ext": PoissonSource(n, rate=float(ext_rate), key=jax.random.key(seed)),
+         "P": Population(_traub_miles(), n, threshold=-20.0)},
+        {"in": Projection("ext", "P", exc_syn, weight=we * _NS, edges=(everyone, everyone)),
+         "exc": Projection("P", "P", exc_syn, weight=we * _NS,
+                           edges=_fixed_in_degree(rng, np.arange(n_exc), n, k_exc), **delayed),
+         "inh": Projection("P", "P", inh_syn, weight=g * we * _NS,
+                           edges=_fixed_in_degree(rng, np.arange(n_exc, n), n, k_inh), **delayed)},
+    )
+    init = {"P.V": rng.uniform(-70.0, -55.0, n), "P.m": 0.0, "P.h": 0.0, "P.n": 0.0}
     return NetworkModel(network=net, init=init)

@@ -27,6 +27,11 @@ generation), population firing rate and mean ISI CV. Brian2 needs numpy < 2.3 on
 (the bench extra pins it there).
 
     python scripts/benchmark.py --network --out scripts/benchmark
+    python scripts/benchmark.py --network --models brunel --seeds 0 --out scripts/benchmark
+
+With `--models brunel` (default: both) the Brunel (2000)-style E/I network of
+`hh.presets.brunel` (2000 HH neurons, 1.5 ms delays, Poisson drive) runs in both tools the
+same way, writing brunel.json and brunel.md: rates, ISI CV and the wall ratio.
 
 This file is the entry point (its command line, and what each case process runs); the work is
 in scripts/bench/: `references` (the case and NEURON's spike times), `runner` (a process per
@@ -64,6 +69,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="skip Jaxley float32 and odeint float32 (smoke runs)")
     parser.add_argument("--network", action="store_true", help="run the COBAHH network benchmark against Brian2 instead")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="COBAHH network instances (--network)")
+    parser.add_argument("--models", nargs="+", default=["cobahh", "brunel"], choices=["cobahh", "brunel"],
+                        help="networks for --network: COBAHH and/or the Brunel E/I network (issue 18)")
     parser.add_argument("--case", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--reference", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -421,7 +421,7 @@ def test_dense_stdp_keeps_absent_connections_absent_and_traces_under_vmap():
 
 
 def test_edge_table_falls_back_for_hubs_and_agrees_otherwise():
-    from hh_jax._network import out_edge_table
+    from hh_jax._delivery import out_edge_table
 
     pre = np.r_[np.zeros(1000, int), np.arange(1, 1000)]  # one hub, 999 single edges
     assert out_edge_table(pre, 1000) is None

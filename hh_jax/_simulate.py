@@ -156,7 +156,7 @@ def _solver_by_name(solver, clocked: bool):
     if not isinstance(solver, str):
         return solver
     if solver not in _SOLVERS:
-        raise ValueError(f"hh.simulate: unknown `solver` {solver!r}; by name: {sorted(_SOLVERS)}, or a diffrax solver.")
+        raise TypeError(f"hh.simulate: unknown `solver` {solver!r}; by name: {sorted(_SOLVERS)}, or a diffrax solver.")
     if not clocked:
         raise ValueError(f"hh.simulate: `solver={solver!r}` is a clock-driven solver for networks with a fixed step; pass `dt` (ms).")
     return _SOLVERS[solver]()

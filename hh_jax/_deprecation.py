@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import warnings
 
-_UNSET = object()
-
-
 def deprecated(owner: str, old: str, new: str, stacklevel: int = 3) -> None:
     """Warn that `old` (a keyword, function or form of use) is deprecated in favour of `new`."""
     warnings.warn(

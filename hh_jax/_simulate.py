@@ -46,7 +46,7 @@ def simulate(
     init: dict | None = None,
     max_spikes: int | None = None,
     max_active: int | None = None,
-    **deprecated,
+    **old_keywords,
 ) -> Trace | NetworkTrace:
     """Integrate a membrane (or a network) under a stimulus with an adaptive Diffrax solver.
 
@@ -133,20 +133,20 @@ def simulate(
         >>> tr.V.shape
         (5001,)
     """
-    unknown = sorted(set(deprecated) - {"chunk_size", "devices", "steps"})
+    unknown = sorted(set(old_keywords) - {"chunk_size", "devices", "steps"})
     if unknown:
         raise TypeError(f"hh.simulate() got unexpected keyword argument(s) {unknown}.")
     solver = _solver_by_name(solver, isinstance(membrane, Network) and dt is not None)
     common = dict(t1=t1, ts=ts, t0=t0, v0=v0, solver=solver, rtol=rtol, atol=atol, dt0=dt0,
                   dtmax=dtmax, max_steps=max_steps, save=save, throw=throw, adjoint=adjoint)
-    given = dict(deprecated, batching=batching, dt=dt, init=init, max_spikes=max_spikes, max_active=max_active)
+    given = dict(old_keywords, batching=batching, dt=dt, init=init, max_spikes=max_spikes, max_active=max_active)
     if isinstance(membrane, Network):
         _refuse(given, _NEURON_ONLY, "to batches of single neurons, not to a network; batch networks with jax.vmap")
         return simulate_network(membrane, stimulus, init=init, dt=dt, max_spikes=max_spikes,
                                 max_active=max_active, **common)
     _refuse(given, _NETWORK_ONLY, "to networks only; for one membrane pass `v0`, a fixed-step "
             "Diffrax solver through `solver` if needed, and hh.simulate_spikes for spike times")
-    batching = batching_from_keywords("hh.simulate", batching, deprecated)
+    batching = batching_from_keywords("hh.simulate", batching, old_keywords)
     return simulate_neuron(membrane, stimulus, batching=batching, **common)
 
 

@@ -1,12 +1,8 @@
 """jit, vmap, batches, dtypes, stimuli; the library leaves global JAX config alone."""
 
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import hh_jax as hh
 

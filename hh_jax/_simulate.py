@@ -136,7 +136,8 @@ def simulate(
     unknown = sorted(set(old_keywords) - {"chunk_size", "devices", "steps"})
     if unknown:
         raise TypeError(f"hh.simulate() got unexpected keyword argument(s) {unknown}.")
-    solver = _solver_by_name(solver, isinstance(membrane, Network) and dt is not None)
+    if isinstance(membrane, Network):  # names are of clocked network solvers; a neuron's solver is type-checked
+        solver = _solver_by_name(solver, dt is not None)
     common = dict(t1=t1, ts=ts, t0=t0, v0=v0, solver=solver, rtol=rtol, atol=atol, dt0=dt0,
                   dtmax=dtmax, max_steps=max_steps, save=save, throw=throw, adjoint=adjoint)
     given = dict(old_keywords, batching=batching, dt=dt, init=init, max_spikes=max_spikes, max_active=max_active)
@@ -156,7 +157,7 @@ def _solver_by_name(solver, clocked: bool):
     if not isinstance(solver, str):
         return solver
     if solver not in _SOLVERS:
-        raise TypeError(f"hh.simulate: unknown `solver` {solver!r}; by name: {sorted(_SOLVERS)}, or a diffrax solver.")
+        raise ValueError(f"hh.simulate: unknown `solver` {solver!r}; by name: {sorted(_SOLVERS)}, or a diffrax solver.")
     if not clocked:
         raise ValueError(f"hh.simulate: `solver={solver!r}` is a clock-driven solver for networks with a fixed step; pass `dt` (ms).")
     return _SOLVERS[solver]()

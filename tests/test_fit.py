@@ -260,3 +260,21 @@ def test_every_kind_of_bound_maps_the_whole_line_inside_it():
         assert np.all(np.isfinite(x)) and np.all(x >= lo) and np.all(x <= hi), (lo, hi, space.kind)
         assert float(space.natural(0.0)) == pytest.approx(getattr(hh.presets.hh1952(), name))
         assert float(space.unconstrained(getattr(hh.presets.hh1952(), name))) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_loss_without_forward_mode_runs_by_reverse_mode():
+    """Few free parameters take gradients by forward mode; a loss built on a jax.custom_vjp
+    (which forward mode cannot differentiate) still fits, by reverse mode, to the same
+    iterates as the plain loss."""
+    target = hh.Target(stimulus=STEP, ts=TS, V=clean_trace(STEP))
+
+    @jax.custom_vjp
+    def square(x):
+        return x**2
+
+    square.defvjp(lambda x: (x**2, x), lambda x, g: (2.0 * x * g,))
+    start = hh.presets.hh1952(**{**TRUTH, "gK": 44.0})
+    kw = dict(free=("gK",), steps=8, polish=0, progress=False)
+    custom = hh.fit(start, target, loss=lambda ts, V, tg: jnp.mean(square(V - tg.V)), **kw)
+    plain = hh.fit(start, target, loss=lambda ts, V, tg: jnp.mean((V - tg.V) ** 2), **kw)
+    np.testing.assert_allclose(custom.history, plain.history, rtol=1e-6)

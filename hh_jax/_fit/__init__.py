@@ -3,7 +3,8 @@
 The path: free parameters in an unconstrained space (`_spaces`) → membrane → one batched
 solve over all targets → loss (`_problem`) → Levenberg–Marquardt with forward-mode
 Jacobians for least-squares losses (`_least_squares`), or any Optax transformation with
-reverse-mode gradients for other losses (`_descent`), all starts at once → standard errors
+gradients by forward mode (up to 8 free parameters) or reverse mode for other losses
+(`_descent`), all starts at once → standard errors
 from the trace residuals (`_uncertainty`) → `FitResult` (`_result`), checkpointed as it goes.
 """
 
@@ -27,7 +28,7 @@ from .._loss import TraceMSE, is_least_squares
 from .._membrane import AbstractMembrane
 from .._solve import stable_dtmax
 from .._target import Target
-from ._descent import default_optimizer, descent_chunk, final_losses
+from ._descent import default_optimizer, descend, final_losses
 from ._least_squares import LM_CHUNK, LMState, lm_chunk, lm_start
 from ._problem import SMOOTHING_MAX, make_problem
 from ._result import FitResult, problem_fingerprint
@@ -86,7 +87,9 @@ def fit(
     least-squares losses (the default trace MSE, windows and positive sums of them) every
     start runs Levenberg–Marquardt with Jacobians by forward mode through Diffrax, which
     converges in tens of iterations; other losses (features, smoothed traces, your own) run
-    `steps` of an Optax optimiser with reverse-mode gradients. Standard errors come from the
+    `steps` of an Optax optimiser, with gradients by forward mode for up to 8 free
+    parameters (the tangents share the solver's steps: a smaller program, faster to compile
+    and to run) and by reverse mode for more. Standard errors come from the
     Gauss–Newton approximation of the trace residuals at the best optimum. Use float64
     (`jax_enable_x64`) for fits: in float32 the solver's rounding limits how far the loss
     can fall.
@@ -152,8 +155,8 @@ def fit(
         try:
             while run.done < steps:
                 active = min(steps_per_call, steps - run.done)
-                out = descent_chunk(problem, opt, use_lbfgs, run.u, run.opt_state, run.failed, run.best,
-                                    jnp.asarray(active), steps_per_call)
+                problem, out = descend(problem, opt, use_lbfgs, run.u, run.opt_state, run.failed, run.best,
+                                       jnp.asarray(active), steps_per_call)
                 run.after_descent(out, active, len(targets))
                 _advance(bar, active, run.history[-1][:, -1])
                 _save(checkpoint, snapshot)

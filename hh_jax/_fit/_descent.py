@@ -1,12 +1,15 @@
 """First-order descent with any Optax transformation, every start at once.
 
 For losses that are not sums of squares (features, smoothed traces, user losses): the
-gradient comes by reverse mode through the solver, all starts are one vmapped loop run in
+gradient comes through the solver (`Problem.value_and_grad`: forward mode for a few free
+parameters, else reverse mode), all starts are one vmapped loop run in
 compiled chunks of steps, and each start keeps the best iterate it has seen (on a rough loss
 the last iterate need not be the best).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import equinox as eqx
 import jax
@@ -27,7 +30,7 @@ def descent_chunk(problem, optimizer, use_lbfgs, u, opt_state, failed, best, act
     """`length` optimiser steps for every start (steps beyond `active` do nothing). `best`
     = (coordinates, loss) of the lowest loss each start has seen: on a rough loss (spike
     features) the last iterate need not be the best one."""
-    value_and_grad = jax.vmap(jax.value_and_grad(problem.objective, has_aux=True))
+    value_and_grad = jax.vmap(problem.value_and_grad)
 
     def update_one(g, state, u_, value):
         if use_lbfgs:
@@ -60,6 +63,18 @@ def descent_chunk(problem, optimizer, use_lbfgs, u, opt_state, failed, best, act
         step, (u, opt_state, failed, best), jnp.arange(length)
     )
     return u, opt_state, failed, best, history.T
+
+
+def descend(problem, *args):
+    """`descent_chunk(problem, *args)` and the problem it ran: a loss that forward mode cannot
+    differentiate (one with a `jax.custom_vjp` inside) runs by reverse mode instead."""
+    try:
+        return problem, descent_chunk(problem, *args)
+    except TypeError as err:
+        if not (problem.forward and "custom_vjp" in str(err)):
+            raise
+        problem = dataclasses.replace(problem, forward=False)
+        return problem, descent_chunk(problem, *args)
 
 
 @eqx.filter_jit

@@ -77,6 +77,7 @@ class Problem(eqx.Module):
     spaces: tuple = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
     stacked: bool = eqx.field(static=True)
+    forward: bool = eqx.field(static=True, default=False)  # gradients by forward mode
 
     def _solve(self, membrane, target, dtmax, adjoint):
         return simulate(
@@ -120,10 +121,26 @@ class Problem(eqx.Module):
             outs.append(fn(target, tr.V, tr.success))
         return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *outs)
 
-    def objective(self, u):
+    def objective(self, u, adjoint=None):
         """(total loss, all solves succeeded) for one start."""
-        values, ok = self.per_target(membrane_at(self.init, self.spaces, u), lambda t, V, success: (t.weight * self.loss(t.ts, V, t), success))
+        values, ok = self.per_target(membrane_at(self.init, self.spaces, u),
+                                     lambda t, V, success: (t.weight * self.loss(t.ts, V, t), success), adjoint)
         return jnp.sum(values), jnp.all(ok)
+
+    def value_and_grad(self, u):
+        """((loss, success), gradient) for one start. With few free parameters (`forward`)
+        the gradient comes by forward mode: one tangent per parameter carried through the
+        solver's own steps, which compiles to about half the program of reverse mode and runs
+        about three times faster at four parameters (measured); else by reverse mode."""
+        if not self.forward:
+            return jax.value_and_grad(self.objective, has_aux=True)(u)
+
+        def value(x):
+            loss, ok = self.objective(x, adjoint=diffrax.ForwardMode())
+            return loss, (loss, ok)
+
+        grad, aux = jax.jacfwd(value, has_aux=True)(u)
+        return aux, grad
 
     def residuals(self, u):
         """Least-squares residuals r (loss = Σ r²) and success for one start, by forward-mode
@@ -138,7 +155,10 @@ class Problem(eqx.Module):
         return r.reshape(-1), jnp.all(ok)
 
 
-def make_problem(init, targets, loss, spaces, rtol, atol, max_steps, dtype, dtmax_of) -> Problem:
+FORWARD_MAX_PARAMETERS = 8  # up to this many free parameters, gradients by forward mode
+
+
+def make_problem(init, targets, loss, spaces, rtol, atol, max_steps, dtype, dtmax_of, forward=None) -> Problem:
     cast = lambda x: jnp.asarray(x, dtype) if eqx.is_inexact_array(x) or isinstance(x, float) else x  # noqa: E731
     cast_arrays = lambda x: jnp.asarray(x, dtype) if eqx.is_inexact_array(x) else x  # noqa: E731
     return Problem(
@@ -150,4 +170,5 @@ def make_problem(init, targets, loss, spaces, rtol, atol, max_steps, dtype, dtma
         dtmax=jnp.asarray(np.array([dtmax_of(init, t.v0) for t in targets]), dtype),
         rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype), smoothing=jnp.asarray(0.0, dtype),
         spaces=spaces, max_steps=max_steps, stacked=can_stack(targets),
+        forward=len(spaces) <= FORWARD_MAX_PARAMETERS if forward is None else forward,
     )

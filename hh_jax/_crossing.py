@@ -7,6 +7,8 @@ it, the later one at or above it and finite (a failed solve's inf is no spike).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
@@ -14,6 +16,7 @@ from jaxtyping import Array, Bool, Float, Int
 _BISECTION_STEPS = 60  # halves the sample interval 60 times: below float64 resolution
 
 
+@jax.jit  # one compiled program per shape when called eagerly (the analysis functions)
 def upward_crossings(before, after, threshold) -> tuple[Bool[Array, "..."], Float[Array, "..."]]:
     """Where the potential crosses `threshold` upwards from `before` to `after` (mV, any
     broadcastable shapes), and the fraction of the interval at which it does by linear
@@ -67,6 +70,7 @@ def _crossing_time(t, V, i, threshold):
     return 0.5 * (a + b)
 
 
+@functools.partial(jax.jit, static_argnames="max_spikes")
 def spike_times_padded(
     t: Float[Array, " time"], V: Float[Array, " time"], threshold, max_spikes: int
 ) -> tuple[Float[Array, " max_spikes"], Int[Array, ""]]:

@@ -203,12 +203,24 @@ def _check_parameters(membrane, conductances, positive):
     _ = membrane.batch_shape  # raises if the array fields do not broadcast together
 
 
+def floats_as_arrays(tree):
+    """Python-float leaves as arrays, so that a compiled function taking `tree` is reused
+    across parameter values instead of compiled again for each (floats are static to
+    `eqx.filter_jit`)."""
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x) if isinstance(x, float) else x, tree)
+
+
 def _rest_by_newton(membrane, guess, iterations=40):
+    return _newton_rest(floats_as_arrays(membrane), jnp.asarray(guess, jnp.result_type(float)), iterations)
+
+
+@eqx.filter_jit  # one compiled Newton loop per kind of membrane, not one per eager call
+def _newton_rest(membrane, guess, iterations):
     def net(V):
         pairs = membrane.channel_gates(membrane.steady_state(V))
         return membrane.total_current(V, [gates for _, gates in pairs])
 
-    V = jnp.broadcast_to(jnp.asarray(guess, jnp.result_type(float)), membrane.batch_shape)
+    V = jnp.broadcast_to(guess, membrane.batch_shape)
 
     def step(_, V):
         f, df = jax.jvp(net, (V,), (jnp.ones_like(V),))

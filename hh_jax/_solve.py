@@ -20,7 +20,7 @@ from ._batch import Batching, batching_from_keywords, flatten_batch, run_batched
 from ._compilation_cache import diffrax_checks_as_nan
 from ._crossing import spike_times_padded
 from ._deprecation import deprecated
-from ._membrane import AbstractMembrane
+from ._membrane import AbstractMembrane, floats_as_arrays
 from ._solve_setup import (
     cast_floats,
     check_solver,
@@ -350,10 +350,18 @@ def stable_dtmax(membrane: AbstractMembrane, v0=None, safety: float = 2.0) -> fl
     check_positive("safety", safety, "hh.stable_dtmax", "")
     if v0 is not None:
         check_finite("v0", v0, "hh.stable_dtmax")
-    y0 = jax.lax.stop_gradient(membrane.initial_state(v0))
+    v0 = None if v0 is None else jnp.asarray(v0, jnp.result_type(float))
+    lam = float(_fastest_relaxation(floats_as_arrays(jax.lax.stop_gradient(membrane)), v0))
+    return safety / lam if lam > 0 else float("inf")
+
+
+@eqx.filter_jit  # compiled once per kind of membrane (it runs before every fit)
+def _fastest_relaxation(membrane, v0):
+    """The largest |∂(dx/dt)/∂x| over the states x at the initial state (1/ms)."""
+    y0 = membrane.initial_state(v0)
     f = lambda y: membrane.derivatives(y, 0.0)  # noqa: E731
-    lam = 0.0
+    rates = []
     for i in range(y0.shape[0]):  # the model is elementwise over neurons: one JVP per state row
         tangent = jnp.zeros_like(y0).at[i].set(1.0)
-        lam = max(lam, float(jnp.max(jnp.abs(jax.jvp(f, (y0,), (tangent,))[1][i]))))
-    return safety / lam if lam > 0 else float("inf")
+        rates.append(jnp.max(jnp.abs(jax.jvp(f, (y0,), (tangent,))[1][i])))
+    return jnp.max(jnp.stack(rates))

@@ -156,7 +156,7 @@ def fit_weights(out: pathlib.Path, steps: int = 30, t1: float = 300.0) -> dict:
         return jnp.mean(((rates(log_w) - target_rates) / target_rates) ** 2)
 
     value_and_grad = jax.jit(jax.value_and_grad(loss))
-    log_w = jnp.log(jnp.full((3, 2), 0.015))
+    log_w = jnp.full((3, 2), np.log(0.015))  # strongly typed: Adam's updates keep the type, one compilation
     opt = optax.adam(optax.cosine_decay_schedule(0.08, steps))
     state = opt.init(log_w)
     history, best = [], (np.inf, log_w)

@@ -26,13 +26,13 @@ hh.use_compilation_cache(os.environ["HH_JAX_CACHE"])
 # `pytest -m "not slow"` is the quick set for development: it leaves out the modules that run
 # notebooks, scripts or interrupted fits end to end, and the tests below, each measured at
 # over ~10 s on the 2-core CI machine (long fits, network gradients, finite differences).
-_SLOW_MODULES = {"test_notebooks.py", "test_scripts.py", "test_fit_reliability.py"}
+_SLOW_MODULES = ("test_notebooks.py", "test_scripts.py", "test_fit_reliability.py")  # longest first
 _SLOW_TESTS = {
     "test_fit.py": {
         "test_lbfgs_and_custom_optax_optimisers", "test_bounds_are_respected_and_starts_drawn_inside",
         "test_save_load_resume_equals_uninterrupted", "test_failing_start_is_marked_and_others_continue",
         "test_recovery_32_starts_two_protocols_with_noise", "test_noise_free_fit_recovers_truth_exactly",
-        "test_each_target_contributes",
+        "test_each_target_contributes", "test_loss_without_forward_mode_runs_by_reverse_mode",
     },
     "test_network.py": {"test_weight_gradients_match_central_differences_in_10_neuron_network",
                         "test_batch_of_networks_under_vmap"},
@@ -51,3 +51,7 @@ def pytest_collection_modifyitems(config, items):
         name = getattr(item, "originalname", None) or item.name
         if item.path.name in _SLOW_MODULES or name in _SLOW_TESTS.get(item.path.name, ()):
             item.add_marker(pytest.mark.slow)
+    # The longest modules (each test a notebook, a script or an interrupted fit, tens of
+    # seconds) go first, so that the parallel workers start on them and the short tests fill
+    # in at the end: the run ends when the last long test does, not one of them later.
+    items.sort(key=lambda item: _SLOW_MODULES.index(item.path.name) if item.path.name in _SLOW_MODULES else len(_SLOW_MODULES))

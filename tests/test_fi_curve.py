@@ -1,5 +1,7 @@
 """f–I curve and rheobase of the seed model against an independent scipy integration."""
 
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ THRESHOLD = 65.0  # mV, seed convention (0 mV in NEURON's)
 AMPLITUDES = np.arange(0.0, 31.0, 2.0)  # µA/cm²
 
 
+@functools.lru_cache(maxsize=None)  # the curve and the latency test share the reference solves
 def scipy_spikes(amplitude):
     """Spike times under a 1–501 ms step, from the gist's equations (LSODA, rtol=atol=1e-9)."""
     y0 = [0.0, *gist_steady_state(0.0)]

@@ -393,7 +393,7 @@ def test_exponential_euler_solves_a_single_neuron_with_diffrax():
     errors = []
     for dt in (0.01, 0.005):
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(hh.vector_field), hh.ExponentialEuler(), t0=0.0, t1=50.0, dt0=dt,
+            diffrax.ODETerm(hh.vector_field), hh.ExponentialEuler(), t0=0.0, t1=50.0, dt0=jnp.asarray(dt),
             y0=p.initial_state(), args=(p, s), saveat=diffrax.SaveAt(ts=jnp.linspace(0.0, 50.0, 2001)),
             max_steps=20_000,
         )

@@ -53,7 +53,7 @@ def test_exponential_midpoint_solves_a_single_neuron_with_diffrax():
     errors = []
     for dt in (0.05, 0.025):
         sol = diffrax.diffeqsolve(diffrax.ODETerm(hh.vector_field), hh.ExponentialMidpoint(), t0=0.0, t1=25.0,
-                                  dt0=dt, y0=p.initial_state(), args=(p, s), saveat=diffrax.SaveAt(ts=ts),
+                                  dt0=jnp.asarray(dt), y0=p.initial_state(), args=(p, s), saveat=diffrax.SaveAt(ts=ts),
                                   max_steps=2_000)
         got = np.asarray(hh.spike_times(sol.ts, sol.ys[:, 0]))
         assert got.shape == t_ref.shape

@@ -22,6 +22,7 @@ from ._batch import Batching
 from ._compilation_cache import default_cache_dir, use_compilation_cache
 from ._fi_curve import FICurve, fi_curve, rheobase
 from ._fit import FitInterrupted, FitResult, fit
+from ._fit_recording import RecordingFit, fit_recording
 from ._loss import (
     AbstractLoss,
     FeatureLoss,
@@ -132,6 +133,7 @@ __all__ = [
     "PulseTrain",
     "Ramp",
     "Recording",
+    "RecordingFit",
     "Sampled",
     "Sine",
     "SmoothedTraceMSE",
@@ -147,6 +149,7 @@ __all__ = [
     "fi_curve",
     "firing_rate",
     "fit",
+    "fit_recording",
     "first_spike_latency",
     "hh_rates",
     "interspike_intervals",

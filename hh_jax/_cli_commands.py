@@ -11,7 +11,16 @@ import subprocess
 import sys
 
 from ._atomic import atomic_path
-from ._cli_parse import CLIError, assignments, load_config, preset_membrane, stimulus_specs, sum_stimuli
+from ._cli_parse import (
+    CLIError,
+    assignments,
+    bounds,
+    columns,
+    load_config,
+    preset_membrane,
+    stimulus_specs,
+    sum_stimuli,
+)
 from ._fit._spaces import fittable_names
 
 CHECKPOINT = "fit_checkpoint.json"  # hh-jax fit's resumable progress, inside --out
@@ -132,14 +141,72 @@ def simulate(args):
         print(f"wrote {args.plot}")
 
 
+def _load_recording(args, path):
+    import hh_jax as hh
+
+    if not path.exists():
+        raise CLIError(f"no such trace file: {path}")
+    return hh.load_trace(path, time_unit=args.time_unit, voltage_unit=args.voltage_unit,
+                         current_unit=args.current_unit, area_cm2=args.area, junction_mV=args.junction,
+                         columns=columns(getattr(args, "columns", None)))
+
+
 def fit(args):
+    """`hh-jax fit`: with --model, a recorded cell's features (`fit_recording`); else the
+    trace itself by `hh.fit`."""
+    if getattr(args, "model", None) is not None:
+        return fit_recording(args)
+    return fit_trace(args)
+
+
+def fit_recording(args):
+    """Fit a recorded cell's features with `hh.fit_recording`; writes fit.json (the result,
+    written first, so a failing figure loses nothing) and fit.png."""
+    import hh_jax as hh
+
+    if args.resume:
+        raise CLIError("--resume continues a trace fit; a fit with --model starts afresh (it checkpoints nothing)")
+    free = None if args.free is None else tuple(x.strip() for x in args.free.split(",") if x.strip())
+    options = {} if args.features is None else {"features": args.features}
+    json_path, png_path = output_folder(args.out, ("fit.json", "fit.png"), args.overwrite)
+    rec = _load_recording(args, pathlib.Path(args.trace))
+    if rec.I is None:
+        raise CLIError(f"{pathlib.Path(args.trace).name} has no current trace; the fit needs the stimulus")
+    model = preset_membrane(args.model, assignments(args.set))
+    result = hh.fit_recording(rec, model, free=free, **options, bounds=bounds(args.bound) or None,
+                              threshold=args.threshold, candidates=args.candidates, starts=args.starts or 4,
+                              iterations=args.iterations, seed=args.seed, progress=not args.no_progress)
+    payload = dict(result.to_dict(), recording=str(args.trace), wall_time_s=result.wall_time["total"])
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {json_path}")
+    print(f"{'feature':12s} {'recorded':>10s} {'fitted':>10s}  within")
+    for k in result.features:
+        print(f"{k:12s} {result.recorded[k]:10.4g} {result.fitted[k]:10.4g}  {'yes' if result.within[k] else 'NO'}")
+    print("fitted " + ", ".join(f"{k} = {v:.5g} ± {result.stderr[k]:.2g}" if k in result.stderr else f"{k} = {v:.5g}"
+                                for k, v in result.parameters.items()))
+    print(f"{result.wall_time['total']:.1f} s (search {result.wall_time['search']:.1f} s, "
+          f"refinement {result.wall_time['refine']:.1f} s)")
+    fig, ax = _pyplot().subplots(figsize=(12, 3.8))
+    hh.plotting.plot_fit(result.trace, rec.t, rec.V, ax=ax, data_label="recorded",
+                         fit_label=f"fitted {type(result.membrane).__name__} model")
+    with atomic_path(png_path) as tmp:
+        hh.plotting.save_figure(fig, tmp)
+    print(f"wrote {png_path}")
+    missed = [k for k in result.features if not result.within[k]]
+    if missed:
+        print(f"not within tolerance: {', '.join(missed)} (see {json_path})")
+
+
+def fit_trace(args):
     import jax.numpy as jnp
     import numpy as np
 
     import hh_jax as hh
 
     init = preset_membrane(args.preset, assignments(args.set))
-    free = tuple(x.strip() for x in args.free.split(",") if x.strip())
+    args.starts = 8 if args.starts is None else args.starts
+    free = tuple(x.strip() for x in (args.free or "gNa,gK,gL").split(",") if x.strip())
     fittable = fittable_names(init)
     unknown = [n for n in free if n not in fittable]
     if unknown or not free:
@@ -151,8 +218,7 @@ def fit(args):
     json_path, result_path, png_path = output_folder(args.out, ("fit.json", "fit_result.json", "fit.png"), args.overwrite)
     checkpoint = pathlib.Path(args.out) / CHECKPOINT
     resume = resume_from(checkpoint, args.resume, args.overwrite)
-    rec = hh.load_trace(path, time_unit=args.time_unit, voltage_unit=args.voltage_unit,
-                        current_unit=args.current_unit, area_cm2=args.area, junction_mV=args.junction)
+    rec = _load_recording(args, path)
     if rec.I is None:
         raise CLIError(f"{path.name} has no current trace; the fit needs the stimulus")
     stimulus = rec.stimulus(args.stimulus_from)

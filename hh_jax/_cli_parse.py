@@ -149,3 +149,71 @@ def load_config(path):
         terms.append((s["kind"], fields))
     config["stimulus"] = terms
     return config
+
+
+def columns(text):
+    """`--columns t=NAME,V=NAME,I=NAME` as {"t": ..., "V": ..., "I": ...}."""
+    if text is None:
+        return None
+    out = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in ("t", "V", "I") or not value.strip():
+            raise CLIError(f"--columns expects t=NAME,V=NAME[,I=NAME], got {part!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def bounds(items):
+    """`--bound NAME=LOW:HIGH` (repeatable or comma-separated) as {name: (low, high)}."""
+    out = {}
+    for item in items or ():
+        for part in item.split(","):
+            name, sep, rest = part.partition("=")
+            low, colon, high = rest.partition(":")
+            if not sep or not colon:
+                raise CLIError(f"--bound expects NAME=LOW:HIGH, got {part!r}")
+            lo, hi = number(low, f"--bound {name.strip()}"), number(high, f"--bound {name.strip()}")
+            if not lo < hi:
+                raise CLIError(f"--bound {name.strip()}: LOW must be below HIGH, got {lo}:{hi}")
+            out[name.strip()] = (lo, hi)
+    return out
+
+
+def add_fit_arguments(fit, run):
+    """The `hh-jax fit` subcommand's arguments: a trace fit by `hh.fit` (--preset, --free),
+    or with --model a recorded cell's features by `hh.fit_recording` (--features). `run`
+    is the command to call."""
+    fit.add_argument("trace", help=".npz, .csv, .nwb or .abf file with time, voltage and current")
+    fit.add_argument("--model", choices=("pospischil",), default=None,
+                     help="fit a recorded cell's features with hh.fit_recording (search, then Levenberg–Marquardt)")
+    fit.add_argument("--features", default=None,
+                     help="with --model: comma-separated features (count, isi, latency, rest, ap_peak, ap_width, ahp, "
+                          "adaptation; default all)")
+    fit.add_argument("--candidates", type=positive_int, default=512, help="with --model: search candidates (default 512)")
+    fit.add_argument("--iterations", type=positive_int, default=30,
+                     help="with --model: Levenberg–Marquardt iterations at most (default 30)")
+    fit.add_argument("--bound", action="append", metavar="NAME=LOW:HIGH", help="with --model: search bounds of a parameter")
+    fit.add_argument("--threshold", type=finite, default=0.0, help="with --model: spike threshold (mV, default 0)")
+    fit.add_argument("--preset", default="hh1952", help=f"model to fit: {', '.join(PRESETS)} (default hh1952, formerly seed)")
+    fit.add_argument("--set", action="append", metavar="NAME=VALUE", help="initial parameter values")
+    fit.add_argument("--free", default=None,
+                     help="comma-separated parameters to fit (default gNa,gK,gL; with --model the model's default)")
+    fit.add_argument("--starts", type=positive_int, default=None, help="starts (default 8; with --model 4)")
+    fit.add_argument("--steps", type=nonnegative_int, default=None,
+                     help="Adam steps before Levenberg–Marquardt (default: none; LM from screened starts)")
+    fit.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random starts")
+    fit.add_argument("--stimulus-from", default="step", choices=("step", "sampled"),
+                     help="the recorded current as a fitted step (default) or sample by sample")
+    fit.add_argument("--time-unit", help="s or ms, if the file does not say (CSV: required)")
+    fit.add_argument("--voltage-unit", help="V or mV, if the file does not say")
+    fit.add_argument("--current-unit", help="A, nA, pA (with --area) or µA/cm², if the file does not say")
+    fit.add_argument("--columns", help="names of the time, voltage and current columns or arrays: t=NAME,V=NAME,I=NAME")
+    fit.add_argument("--area", type=finite, help="membrane area (cm²) for absolute currents")
+    fit.add_argument("--junction", type=finite, default=0.0, help="liquid-junction correction added to V (mV)")
+    fit.add_argument("--out", default="fit", help="output folder (default fit)")
+    fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fit.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    fit.add_argument("--resume", action="store_true",
+                     help="continue the fit interrupted (Ctrl-C, SIGTERM) with its progress in --out/fit_checkpoint.json")
+    fit.set_defaults(run=run)

@@ -39,13 +39,13 @@ FEATURES = ("resting", "spike_count", "ap_peak", "isi", "first_spike", "ahp", "a
 _BASE_START = 0.9  # eFEL's voltage_base_start_perc: the resting window starts at 0.9 × onset
 
 
-def _safe_mean(total, n):
+def safe_mean(total, n):
     """total / n, NaN where n is 0 (with a finite gradient there)."""
     return jnp.where(n > 0, total / jnp.maximum(n, 1), jnp.nan)
 
 
 @jax.jit
-def _spikes(t, V, threshold, start, stop, valid) -> dict:
+def spikes_in_window(t, V, threshold, start, stop, valid) -> dict:
     """Spike-by-spike measures of one trace, fixed-shape and differentiable in V.
 
     Spike k (k = 1, 2, …) is the k-th upward crossing; sample j belongs to spike `run[j]`,
@@ -54,7 +54,8 @@ def _spikes(t, V, threshold, start, stop, valid) -> dict:
     differ from the samples between the two peaks only by stretches above the threshold, so
     it is eFEL's minimum between the peaks. Only spikes that cross in [start, stop]
     (ms) count. Returns count, crossing times (ms, padded with NaN), mean peak (mV), mean
-    width at the threshold (ms), mean minimum between counted spikes (mV).
+    peak vertex (mV, see below), mean width at the threshold (ms), mean minimum between
+    counted spikes (mV).
     """
     n = t.shape[0]
     pair = valid[:-1] & valid[1:]
@@ -72,6 +73,16 @@ def _spikes(t, V, threshold, start, stop, valid) -> dict:
 
     above = (V >= threshold) & valid
     peak = jax.ops.segment_max(jnp.where(above, V, -jnp.inf), jnp.where(above, run, 0), num_segments=n)
+    # The peak's vertex: the parabola through spike k's largest sample and its neighbours
+    # (uniform sampling assumed); unlike the largest sample it moves smoothly as the spike
+    # shifts between samples, so fits take its derivative (`ap_peak_vertex`, mV).
+    idx = jnp.arange(n)
+    top = above & (V == peak[jnp.where(above, run, 0)])
+    j = jnp.clip(jax.ops.segment_max(jnp.where(top, idx, -1), jnp.where(above, run, 0), num_segments=n), 1, n - 2)
+    v0, vm, vp = V[j], V[j - 1], V[j + 1]
+    curve = vp - 2.0 * v0 + vm
+    bend = jnp.where(curve < 0, curve, -1.0)
+    vertex = jnp.where(curve < 0, v0 - (vp - vm) ** 2 / (8.0 * bend), v0)
     trough = jax.ops.segment_min(jnp.where(valid, V, jnp.inf), jnp.where(valid, run, 0), num_segments=n)
     between = counted[:-1] & counted[1:]  # spikes k and k+1 both counted
     width_ok = counted & ended
@@ -81,14 +92,15 @@ def _spikes(t, V, threshold, start, stop, valid) -> dict:
     return {
         "count": count,
         "times": times,
-        "ap_peak": _safe_mean(jnp.sum(jnp.where(counted, peak, 0.0)), count),
-        "ap_width": _safe_mean(jnp.sum(jnp.where(width_ok, t_end - t_spike, 0.0)), jnp.sum(width_ok)),
-        "ahp": _safe_mean(jnp.sum(jnp.where(between, trough[:-1], 0.0)), jnp.sum(between)),
+        "ap_peak": safe_mean(jnp.sum(jnp.where(counted, peak, 0.0)), count),
+        "ap_peak_vertex": safe_mean(jnp.sum(jnp.where(counted, vertex, 0.0)), count),
+        "ap_width": safe_mean(jnp.sum(jnp.where(width_ok, t_end - t_spike, 0.0)), jnp.sum(width_ok)),
+        "ahp": safe_mean(jnp.sum(jnp.where(between, trough[:-1], 0.0)), jnp.sum(between)),
     }
 
 
 @jax.jit
-def _timing(times, count, onset) -> dict:
+def spike_timing(times, count, onset) -> dict:
     """`first_spike`, `isi` and `adaptation` from spike times (ms, the first `count` valid,
     the rest anything): NaN where there are too few spikes, with finite gradients."""
     i = jnp.arange(times.shape[-1])
@@ -107,7 +119,7 @@ def _timing(times, count, onset) -> dict:
     }
 
 
-def _base_window(t, onset, valid):
+def base_window(t, onset, valid):
     """eFEL's voltage_base window, 0.9·onset ≤ t ≤ onset (ms), where valid."""
     return valid & (t >= _BASE_START * onset) & (t <= onset)
 
@@ -164,14 +176,14 @@ def spike_features(
     dtype = jnp.result_type(float)
     t, V = t.astype(dtype), V.astype(dtype)
     valid = jnp.isfinite(V)
-    spikes = _spikes(t, V, threshold, stim_start, stim_end, valid)
+    spikes = spikes_in_window(t, V, threshold, stim_start, stim_end, valid)
     times = np.asarray(spike_times(t, V, threshold))
     times = times[(times >= stim_start) & (times <= stim_end)]
     padded = jnp.concatenate([jnp.asarray(times, dtype), jnp.full(1, jnp.nan, dtype)])  # never empty
-    timing = _timing(padded, times.size, stim_start)
-    base = _base_window(t, stim_start, valid)
+    timing = spike_timing(padded, times.size, stim_start)
+    base = base_window(t, stim_start, valid)
     out = {
-        "resting": _safe_mean(jnp.sum(jnp.where(base, V, 0.0)), jnp.sum(base)),
+        "resting": safe_mean(jnp.sum(jnp.where(base, V, 0.0)), jnp.sum(base)),
         "spike_count": times.size,
         **timing,
         **{k: spikes[k] for k in ("ap_peak", "ap_width", "ahp")},
@@ -217,7 +229,7 @@ def stimulus_spike_count(ts, V, target: Target, threshold) -> Int[Array, ""]:
     """The exact count that `trace_features`' soft `spike_count` stands for: upward crossings
     in the target's stimulus window, between samples in its mask."""
     start, stop, _ = _stimulus_window(ts, target)
-    return _spikes(ts, V, threshold, start, stop, target.mask)["count"]
+    return spikes_in_window(ts, V, threshold, start, stop, target.mask)["count"]
 
 
 def trace_features(
@@ -251,14 +263,14 @@ def trace_features(
     """
     mask = target.mask
     start, stop, off = _stimulus_window(ts, target)
-    spikes = _spikes(ts, V, threshold, start, stop, mask)
-    base = _base_window(ts, start, mask)
+    spikes = spikes_in_window(ts, V, threshold, start, stop, mask)
+    base = base_window(ts, start, mask)
     base = jnp.where(jnp.any(base) & (start > ts[0]), base, off & mask)
     base = jnp.where(jnp.any(base), base, mask)
     during = mask & (ts >= start) & (ts <= stop)
     return {
-        "resting": _safe_mean(jnp.sum(jnp.where(base, V, 0.0)), jnp.sum(base)),
+        "resting": safe_mean(jnp.sum(jnp.where(base, V, 0.0)), jnp.sum(base)),
         "spike_count": soft_spike_count(V, threshold, sharpness, during),
-        **_timing(spikes["times"], spikes["count"], start),
+        **spike_timing(spikes["times"], spikes["count"], start),
         **{k: spikes[k] for k in ("ap_peak", "ap_width", "ahp")},
     }

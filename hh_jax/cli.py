@@ -25,7 +25,7 @@ import argparse
 import sys
 
 from . import _cli_commands as commands
-from ._cli_parse import PRESETS, STIMULI, CLIError, finite, nonnegative_int, positive_int
+from ._cli_parse import PRESETS, STIMULI, CLIError, add_fit_arguments, finite, nonnegative_int, positive_int
 
 __all__ = ["CLIError", "main"]
 
@@ -125,28 +125,8 @@ def _parser():
     sim.add_argument("--overwrite", action="store_true", help="replace existing output files")
     sim.set_defaults(run=commands.simulate)
 
-    fit = sub.add_parser("fit", help="fit parameters to a trace file; write JSON (with standard errors) and a PNG")
-    fit.add_argument("trace", help=".npz, .csv, .nwb or .abf file with time, voltage and current")
-    fit.add_argument("--preset", default="hh1952", help=f"model to fit: {', '.join(PRESETS)} (default hh1952, formerly seed)")
-    fit.add_argument("--set", action="append", metavar="NAME=VALUE", help="initial parameter values")
-    fit.add_argument("--free", default="gNa,gK,gL", help="comma-separated parameters to fit (default gNa,gK,gL)")
-    fit.add_argument("--starts", type=positive_int, default=8, help="random starts (default 8)")
-    fit.add_argument("--steps", type=nonnegative_int, default=None,
-                     help="Adam steps before Levenberg–Marquardt (default: none; LM from screened starts)")
-    fit.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random starts")
-    fit.add_argument("--stimulus-from", default="step", choices=("step", "sampled"),
-                     help="the recorded current as a fitted step (default) or sample by sample")
-    fit.add_argument("--time-unit", help="s or ms, if the file does not say (CSV: required)")
-    fit.add_argument("--voltage-unit", help="V or mV, if the file does not say")
-    fit.add_argument("--current-unit", help="A, nA, pA (with --area) or µA/cm², if the file does not say")
-    fit.add_argument("--area", type=finite, help="membrane area (cm²) for absolute currents")
-    fit.add_argument("--junction", type=finite, default=0.0, help="liquid-junction correction added to V (mV)")
-    fit.add_argument("--out", default="fit", help="output folder (default fit)")
-    fit.add_argument("--no-progress", action="store_true", help="no progress bar")
-    fit.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    fit.add_argument("--resume", action="store_true",
-                     help=f"continue the fit interrupted (Ctrl-C, SIGTERM) with its progress in --out/{commands.CHECKPOINT}")
-    fit.set_defaults(run=commands.fit)
+    fit = sub.add_parser("fit", help="fit a trace file (or, with --model, a recorded cell's features); write JSON and a PNG")
+    add_fit_arguments(fit, commands.fit)
 
     bench = sub.add_parser("bench", help="run scripts/benchmark.py (source checkout); arguments pass through")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark, e.g. --quick")

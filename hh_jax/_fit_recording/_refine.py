@@ -1,0 +1,128 @@
+"""Refinement for `hh.fit_recording`: Levenberg–Marquardt on the feature residuals
+r_f = (f_model − f_recorded) / tolerance_f from several starts at once, and the standard
+errors of the fitted parameters from the feature Jacobian and the features' noise.
+
+The residuals come from one solve per start (the model at its own rest, EL from the leak
+rule), features as `hh.spike_features` defines them, with the AP peak taken at each peak's
+parabolic vertex so that it moves smoothly as a spike shifts between samples. Jacobians are
+by forward mode through the solver, and the iterations are `hh.fit`'s own (one copy of the
+rule: `_fit._least_squares`).
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._fit._least_squares import LM_CHUNK, lm_chunk, lm_start
+from ._recorded import model_features
+from ._rest import at_rest
+from .._simulate import simulate
+
+
+class FeatureProblem(eqx.Module):
+    """One start's coordinates u (in [0, 1] per parameter, through a sigmoid: u ∈ ℝ) →
+    membrane at rest → solve → feature residuals."""
+
+    model: eqx.Module
+    stimulus: eqx.Module
+    ts: jax.Array
+    recorded: jax.Array  # (k,) in the features' units
+    tolerance: jax.Array  # (k,)
+    lo: jax.Array  # (p,) bounds, log for positive parameters
+    hi: jax.Array
+    v_rest: jax.Array
+    holding: jax.Array
+    onset: jax.Array
+    offset: jax.Array
+    threshold: jax.Array
+    rtol: jax.Array
+    names: tuple = eqx.field(static=True)
+    log: tuple = eqx.field(static=True)
+    keys: tuple = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+
+    def natural(self, u):
+        z = self.lo + (self.hi - self.lo) * jax.nn.sigmoid(u)
+        return jnp.stack([jnp.exp(z[i]) if lg else z[i] for i, lg in enumerate(self.log)])
+
+    def membrane(self, u):
+        x = self.natural(u)
+        m = eqx.tree_at(lambda m: [getattr(m, n) for n in self.names], self.model, [x[i] for i in range(len(self.names))])
+        return at_rest(m, self.v_rest, self.holding)
+
+    def features(self, u, adjoint=None):
+        # A start at non-finite coordinates is solved at the middle of the bounds instead
+        # (and reported as failed): a NaN lane would hold the whole batched solve until
+        # max_steps.
+        finite = jnp.all(jnp.isfinite(u))
+        u = jnp.where(finite, u, 0.0)
+        tr = simulate(self.membrane(u), self.stimulus, t1=self.ts[-1], ts=self.ts, v0=self.v_rest, save="V",
+                      rtol=self.rtol, atol=self.rtol, max_steps=self.max_steps, throw=False,
+                      **({} if adjoint is None else {"adjoint": adjoint}))
+        f = model_features(self.ts, tr.V, self.onset, self.offset, self.threshold)
+        return jnp.stack([f[k] for k in self.keys]), f["solved"] & tr.success & finite
+
+    def residuals(self, u):
+        f, ok = self.features(u, diffrax.ForwardMode())
+        r = (f - self.recorded) / self.tolerance
+        return r, ok & jnp.all(jnp.isfinite(r))
+
+
+def coordinates(problem, x):
+    """Natural values `(n, p)` → u (the inverse of `natural`), strictly inside the bounds."""
+    x = np.asarray(x, float)
+    z = np.where(np.asarray(problem.log), np.log(np.abs(x) + 1e-300), x)
+    lo, hi = np.asarray(problem.lo), np.asarray(problem.hi)
+    q = np.clip((z - lo) / (hi - lo), 1e-4, 1 - 1e-4)
+    return np.log(q / (1.0 - q))
+
+
+def refine(problem, x_starts, iterations, bar=None):
+    """Levenberg–Marquardt from every start `(n, p)` (natural values) for up to
+    `iterations`; returns the final state (per start: u, residuals, Jacobian, cost, failed)."""
+    dtype = jnp.result_type(float)
+    state = lm_start(problem, jnp.asarray(coordinates(problem, x_starts), dtype), dtype)
+    done = 0
+    while done < iterations and not bool(jnp.all(state.done)):
+        active = min(LM_CHUNK, iterations - done)
+        state, _, count = lm_chunk(problem, state, jnp.asarray(active), LM_CHUNK)
+        done += int(count)
+        if bar is not None:
+            cost = np.asarray(state.cost)
+            finite = cost[np.isfinite(cost)]
+            bar.set_postfix(best=f"{finite.min():.3g}" if finite.size else "nan", failed=int(np.sum(np.asarray(state.failed))))
+            bar.update(int(count))
+    return state
+
+
+def standard_errors(problem, u, J_r, tolerance, noise):
+    """Covariance of the natural parameters at coordinates u from the Jacobian of the scaled
+    residuals J_r = ∂r/∂u `(k, p)` and the features' noise σ `(k,)` (their units): with
+    r = W(f − f_rec), W = diag(1/tolerance), the estimate's covariance is the sandwich
+    A⁻¹ Jᵀ W Σ W J A⁻¹, A = J_rᵀ J_r, Σ = diag(σ²); mapped to natural units by the chain rule.
+    `tolerance` and `noise` `(k,)` belong to J_r's rows. Returns (standard errors `(p,)`, covariance `(p, p)`); inf where the features do not
+    determine a parameter."""
+    J_r = np.asarray(J_r, float)
+    w = 1.0 / np.asarray(tolerance, float)
+    sig = np.asarray(noise, float)
+    keep = np.isfinite(sig) & np.all(np.isfinite(J_r), axis=1)
+    J_r, w, sig = J_r[keep], w[keep], sig[keep]
+    dx = np.asarray(jax.jacfwd(problem.natural)(jnp.asarray(u)), float)  # diagonal
+    p = J_r.shape[1]
+    norm = np.linalg.norm(J_r, axis=0)
+    if J_r.shape[0] < p or not np.all(norm > 0):
+        return np.full(p, np.inf), np.full((p, p), np.inf)
+    Jn = J_r / norm  # columns scaled to unit length: the rank test sees the shape, not the units
+    A = Jn.T @ Jn
+    eig = np.linalg.eigvalsh(A)
+    if eig[0] <= 1e-12 * eig[-1]:
+        return np.full(p, np.inf), np.full((p, p), np.inf)
+    Ainv = np.linalg.inv(A)
+    B = (Jn * ((sig * w) ** 2)[:, None]).T @ Jn
+    scale = dx / norm[None, :]  # natural units from the scaled coordinates
+    cov = scale @ (Ainv @ B @ Ainv) @ scale.T
+    return np.sqrt(np.abs(np.diag(cov))), cov

@@ -1,0 +1,69 @@
+"""The search of `hh.fit_recording`: every candidate parameter set at the recorded rest,
+solved in batches with per-neuron steps at loose tolerances, scored on its features in units
+of their tolerances; Sobol points over the bounds, then a narrower round around the best.
+
+A candidate fails (score inf) when its solve does not finish (a quarter of the fit's
+`max_steps`: one that needs more fires far faster than any recording), its rest is unstable,
+or its trace is not finite.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from scipy.stats import qmc
+
+from .._batch import Batching
+from ._recorded import batch_features, scaled
+from ._rest import at_rest, from_unit, rest_is_stable, to_unit, with_values
+from .._simulate import simulate
+
+OWNER = "hh.fit_recording"
+SEARCH_DT = 0.1  # ms: sampling of the search's traces (the AP peak from its parabolic vertex)
+SEARCH_TOL = 1e-4  # the search's rtol and atol
+
+
+def score_candidates(s, x):
+    """Search score of every candidate `(n, p)`: Σ ((f − recorded)/tolerance)² over the
+    features (inf where the solve failed or the rest is unstable), in chunks of at most
+    `CHUNK` (each chunk one compiled batched solve)."""
+    n = x.shape[0]
+    chunk = s["chunk"]
+    pad = (-n) % chunk
+    x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
+    batch = at_rest(with_values(s["model"], s["free"], x), s["v_rest"], s["holding"])
+    stable = rest_is_stable(batch, s["v_rest"], s["holding"])
+    ts = jnp.arange(0.0, s["t_fit"], SEARCH_DT)
+    tr = simulate(batch, s["stimulus"], t1=float(ts[-1]), ts=ts, v0=s["v_rest"], save="V", rtol=SEARCH_TOL,
+                  atol=SEARCH_TOL, throw=False, max_steps=max(s["max_steps"] // 4, 1),
+                  batching=Batching(chunk_size=chunk, per_neuron=True))
+    parts = [batch_features(ts, tr.V[i:i + chunk], s["onset"], s["offset"], s["threshold"]) for i in range(0, x.shape[0], chunk)]
+    feats = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+    r = scaled(feats, s["recorded"], s["scale"], s["keys"])
+    score = np.sum(r**2, axis=-1)
+    score = np.where(stable & feats["solved"].astype(bool) & np.isfinite(score), score, np.inf)
+    return score[:n]
+
+
+def search(s, candidates, seed):
+    """Sobol points over the bounds, then half as many drawn around the best 1/16 of them."""
+    model, bounds = s["model"], s["bounds"]
+    p = len(bounds)
+    z = qmc.Sobol(d=p, scramble=True, seed=seed).random(candidates)
+    x = from_unit(model, bounds, z)
+    scores = score_candidates(s, x)
+    ok = np.flatnonzero(np.isfinite(scores))
+    if ok.size >= 2:
+        elite = ok[np.argsort(scores[ok])][: max(8, candidates // 16)]
+        ze = to_unit(model, bounds, x[elite])
+        spread = np.maximum(ze.std(axis=0), 0.02)
+        rng = np.random.default_rng(seed)
+        z2 = np.clip(rng.normal(ze.mean(axis=0), spread, (max(candidates // 2, 1), p)), 0.0, 1.0)
+        x2 = from_unit(model, bounds, z2)
+        x, scores = np.concatenate([x, x2]), np.concatenate([scores, score_candidates(s, x2)])
+    n_failed = int(np.sum(~np.isfinite(scores)))
+    if n_failed == scores.size:
+        raise RuntimeError(
+            f"{OWNER}: none of the {scores.size} search candidates could be simulated (every solve failed or its "
+            "rest was unstable); check the recording's units and the bounds.")
+    return x, scores, n_failed

@@ -1,0 +1,170 @@
+"""hh.fit_recording: the leak rule that sets the rest, the fit's features, a synthetic cell
+recovered, failed starts replaced, bad input refused, and the command line.
+
+References are independent of the fit: Newton's resting potential and the vector field
+(rest), `hh.spike_features` on a finely sampled trace (features), the known parameters of
+a simulated cell (recovery)."""
+
+import argparse
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hh_jax as hh
+from hh_jax import _cli_commands as commands
+from hh_jax import _fit_recording as F
+from hh_jax._cli_parse import add_fit_arguments
+from hh_jax._fit_recording._recorded import model_features
+from hh_jax._fit_recording._rest import at_rest, leak_reversal, rest_is_stable
+
+ONSET, OFFSET, T1 = 50.0, 250.0, 280.0
+TRUTH = dict(gNa=60.0, gK=8.0, gM=0.05, gL=0.03, VT=-58.0, ENa=45.0)
+SMALL = dict(candidates=32, starts=2, iterations=8, progress=False)
+BOUNDS = {"gNa": (30.0, 120.0), "gK": (3.0, 20.0), "gM": (0.01, 0.2), "gL": (0.01, 0.1), "VT": (-65.0, -50.0),
+          "ENa": (35.0, 60.0)}
+
+
+def _synthetic(amplitude=3.0, v_rest=-72.0):
+    """A Pospischil cell with known parameters at rest at `v_rest`, stepped, sampled every 0.02 ms."""
+    cell = at_rest(hh.presets.pospischil(**TRUTH), v_rest, 0.0)
+    t = np.arange(0.0, T1, 0.02)
+    step = hh.Step(start=ONSET, stop=OFFSET, amplitude=amplitude)
+    ts = jnp.asarray(t, jnp.result_type(float))
+    V = np.asarray(hh.simulate(cell, step, t1=float(ts[-1]), ts=ts, v0=v_rest, save="V", rtol=1e-8, atol=1e-8).V)
+    I = np.where((t >= ONSET) & (t < OFFSET), amplitude, 0.0)  # noqa: E741
+    return hh.Recording(t=t, V=V, I=I, source="synthetic")
+
+
+@pytest.fixture(scope="module")
+def recording():
+    return _synthetic()
+
+
+@pytest.fixture(scope="module")
+def searched_and_fitted(recording):
+    """The fit, and what its search returned (reused by the replacement test)."""
+    searches, search = [], F._search
+
+    def spy(*args):
+        searches.append(search(*args))
+        return searches[-1]
+
+    F._search = spy
+    try:
+        fit = hh.fit_recording(recording, bounds=BOUNDS, **SMALL)
+    finally:
+        F._search = search
+    return searches[0], fit
+
+
+@pytest.fixture(scope="module")
+def fitted(searched_and_fitted):
+    return searched_and_fitted[1]
+
+
+@pytest.mark.parametrize("holding", [0.0, -0.5, 0.3])
+def test_leak_rule_puts_rest_where_newton_and_the_vector_field_find_it(holding):
+    params = dict(gNa=jnp.array([20.0, 56.0, 150.0]), gK=jnp.array([3.0, 6.0, 30.0]), gM=jnp.array([0.01, 0.075, 0.4]),
+                  gL=jnp.array([0.01, 0.05, 0.2]), VT=jnp.array([-60.0, -56.2, -48.0]))
+    for v_rest in (-90.0, -75.0, -65.0):
+        m = at_rest(hh.presets.pospischil(**params), v_rest, holding)
+        # The vector field at the rest state under the holding current is zero (every gate too).
+        y = m.initial_state(v_rest)
+        assert np.max(np.abs(np.asarray(m.derivatives(y, holding)))) < 1e-9
+        if holding == 0.0:  # Newton's rest (hh's own, from EL) lands on it
+            np.testing.assert_allclose(np.asarray(m.resting_potential()), v_rest, atol=1e-6)
+    # A closed form for the leak alone: EL = V + (I_Na + I_K + I_M − I_hold)/gL (hand-computed here).
+    m = hh.presets.pospischil(gNa=0.0, gK=0.0, gM=0.0, gL=0.1)
+    np.testing.assert_allclose(float(leak_reversal(m, -70.0, holding)), -70.0 - holding / 0.1, atol=1e-9)
+
+
+def test_rest_stability_agrees_with_a_perturbed_simulation():
+    m = hh.presets.pospischil()
+    for v_rest in (-80.0, -50.0):
+        cell = at_rest(m, v_rest, 0.0)
+        stable = bool(rest_is_stable(cell, v_rest, 0.0))
+        y0 = cell.initial_state(v_rest).at[0].add(0.5)  # 0.5 mV off rest, gates at rest
+        tr = hh.simulate(cell, None, t1=300.0, ts=jnp.array([300.0]), v0=v_rest + 0.5, save="V")
+        drift = abs(float(tr.V[-1]) - v_rest)
+        assert y0.shape[0] == 5
+        assert stable == (drift < 0.5), (v_rest, stable, drift)
+
+
+def test_fit_features_match_spike_features_on_a_fine_trace():
+    cell = at_rest(hh.presets.pospischil(**TRUTH), -70.0, 0.0)
+    step = hh.Step(start=ONSET, stop=OFFSET, amplitude=3.0)
+    fine = jnp.arange(0.0, T1, 0.01)
+    coarse = jnp.arange(0.0, T1, F.REFINE_DT)
+    ref = hh.spike_features(np.asarray(fine), np.asarray(hh.simulate(cell, step, t1=float(fine[-1]), ts=fine, v0=-70.0,
+                            save="V", rtol=1e-9, atol=1e-9).V), stim_start=ONSET, stim_end=OFFSET)
+    V = hh.simulate(cell, step, t1=float(coarse[-1]), ts=coarse, v0=-70.0, save="V", rtol=1e-8, atol=1e-8).V
+    f = {k: float(v) for k, v in model_features(coarse, V, ONSET, OFFSET, 0.0).items()}
+    assert ref["spike_count"] >= 4 and f["spike_count"] == ref["spike_count"]
+    tolerance = dict(isi=0.02, first_spike=0.02, resting=1e-6, ap_peak=0.3, ap_width=0.01, ahp=0.05, adaptation=0.002)
+    for k, tol in tolerance.items():
+        assert abs(f[k] - ref[k]) <= tol, (k, f[k], ref[k])
+
+
+def test_synthetic_cell_is_recovered_within_tolerance(fitted, recording):
+    assert fitted.ok, (fitted.recorded, fitted.fitted)
+    # The rest is exact by construction, and the fitted trace sits there before the step.
+    pre = np.asarray(fitted.trace.V)[np.asarray(fitted.trace.t) < ONSET]
+    assert np.max(np.abs(pre - fitted.recorded["resting"])) < 1e-3
+    assert set(fitted.stderr) == set(fitted.free) and fitted.wall_time["total"] > 0
+    assert all(s["status"] == "ok" for s in fitted.starts)
+    json.dumps(fitted.to_dict())  # JSON-ready
+
+
+def test_a_failing_start_is_replaced_by_the_next_candidate(recording, searched_and_fitted, monkeypatch):
+    (x, scores, n_failed), _ = searched_and_fitted
+
+    def poisoned(s, candidates, seed):  # the same search, with an unsimulable candidate first
+        best = int(np.argmin(scores))
+        bad = x[best].copy()
+        bad[0] = np.nan  # gNa: this start cannot be simulated
+        return np.concatenate([bad[None], x]), np.concatenate([[-1.0], scores]), n_failed
+
+    monkeypatch.setattr(F, "_search", poisoned)
+    fit = hh.fit_recording(recording, bounds=BOUNDS, **SMALL)
+    statuses = [s["status"] for s in fit.starts]
+    assert statuses[0] == "failed" and "replacement" in statuses
+    assert np.isfinite(fit.score) and fit.within["spike_count"]
+
+
+def test_bad_input_is_refused_naming_the_argument(recording):
+    with pytest.raises(TypeError, match="`recording`"):
+        hh.fit_recording(np.zeros(10))
+    with pytest.raises(ValueError, match="`features`"):
+        hh.fit_recording(recording, features=("spikes",))
+    with pytest.raises(ValueError, match="EL"):
+        hh.fit_recording(recording, free=("gNa", "EL"))
+    with pytest.raises(ValueError, match="`candidates`"):
+        hh.fit_recording(recording, candidates=0)
+    with pytest.raises(ValueError, match="`bounds`"):
+        hh.fit_recording(recording, bounds={"gNa": (10.0, 5.0)})
+    with pytest.raises(ValueError, match="`model`"):
+        hh.fit_recording(recording, model="squid")
+    quiet = hh.Recording(t=recording.t, V=np.full_like(recording.V, -70.0), I=recording.I)
+    with pytest.raises(ValueError, match="no spike"):
+        hh.fit_recording(quiet)
+
+
+def test_cli_fits_a_recording_file(recording, tmp_path):
+    path = tmp_path / "cell.npz"
+    np.savez(path, time=recording.t, v=recording.V - 10.0, i=recording.I * 2e-4 * 1e3)  # nA on 2e-4 cm², +10 mV junction
+    parser = argparse.ArgumentParser()
+    add_fit_arguments(parser, commands.fit)
+    out = tmp_path / "out"
+    args = parser.parse_args([str(path), "--model", "pospischil", "--features", "count,isi,latency,rest,ap_peak",
+                              "--columns", "t=time,V=v,I=i", "--time-unit", "ms", "--voltage-unit", "mV",
+                              "--current-unit", "nA", "--area", "2e-4", "--junction", "10", "--candidates", "32",
+                              "--starts", "2", "--iterations", "8", "--out", str(out), "--no-progress",
+                              *sum((["--bound", f"{k}={lo}:{hi}"] for k, (lo, hi) in BOUNDS.items()), [])])
+    assert args.run(args) is None
+    result = json.loads((out / "fit.json").read_text())
+    assert (out / "fit.png").stat().st_size > 0
+    assert result["features"] == ["spike_count", "isi", "first_spike", "resting", "ap_peak"]
+    assert abs(result["recorded"]["resting"] - float(np.mean(recording.V[recording.t >= 0.9 * ONSET][:10]))) < 0.1
+    assert result["ok"], result

@@ -146,6 +146,14 @@ class EventSolver(diffrax.AbstractWrappedSolver):
     solver: diffrax.AbstractSolver
     net: Any
     max_spikes: int = eqx.field(static=True)
+    # Diffrax sets a Runge–Kutta solver's `scan_kind` for forward-mode differentiation
+    # (`adjoint=diffrax.ForwardMode()`); here it is passed on to the wrapped solver.
+    scan_kind: str | None = None
+
+    def _inner(self):
+        if self.scan_kind is None or getattr(self.solver, "scan_kind", self.scan_kind) is not None:
+            return self.solver
+        return eqx.tree_at(lambda s: s.scan_kind, self.solver, self.scan_kind, is_leaf=lambda x: x is None)
 
     @property
     def term_structure(self):
@@ -162,14 +170,14 @@ class EventSolver(diffrax.AbstractWrappedSolver):
         return self.solver.error_order(terms)
 
     def init(self, terms, t0, t1, y0, args):
-        return self.solver.init(terms, t0, t1, y0, args)
+        return self._inner().init(terms, t0, t1, y0, args)
 
     def func(self, terms, t0, y0, args):
-        return self.solver.func(terms, t0, y0, args)
+        return self._inner().func(terms, t0, y0, args)
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         # The events have no derivative (`event_term`): the wrapped step leaves them as they were.
-        y1, y_error, dense_info, solver_state, result = self.solver.step(
+        y1, y_error, dense_info, solver_state, result = self._inner().step(
             terms, t0, t1, y0, args, solver_state, made_jump)
         events = {name: self._record(name, y0, y1, dense_info, t0, t1) for name in self.net.populations}
         projections, jumped = self._deliver(y1["net"]["projections"], events, t0, t1)

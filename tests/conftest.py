@@ -43,6 +43,7 @@ _SLOW_TESTS = {
                         "test_stimulus_gradient_through_train_amplitude"},
     "test_cli.py": {"test_simulate_then_fit_recovers_parameters"},
     "test_solve_options.py": {"test_one_failure_table_for_neurons_and_networks"},
+    "test_network_solvers.py": {"test_forward_mode_through_an_adaptive_network_equals_reverse_mode"},
 }
 
 

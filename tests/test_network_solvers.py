@@ -88,3 +88,25 @@ def test_fixed_step_delays_converge_to_the_adaptive_delays_at_second_order():
     reference = np.asarray(reference.times)
     errors = [_spike_error(net, reference, dt=dt, solver="exponential_midpoint") for dt in (0.05, 0.025)]
     assert errors[0] / errors[1] >= 3.0 and errors[1] < 0.2, errors
+
+
+def test_forward_mode_through_an_adaptive_network_equals_reverse_mode():
+    """`adjoint=diffrax.ForwardMode()` (few parameters: tangents share the solver's steps)
+    runs through the adaptive network solver, and gives reverse mode's derivative."""
+    import jax
+
+    pops = {"inp": hh.Population(hh.presets.neuron(), 2), "out": hh.Population(hh.presets.neuron(), 1)}
+    drive = {"inp": hh.Step(start=1.0, amplitude=jnp.array([10.0, 20.0]))}
+    ts = jnp.linspace(0.0, 20.0, 81)
+
+    def mean_v(w, adjoint=None):
+        net = hh.Network(pops, {"w": hh.Projection("inp", "out", hh.ExpSynapse(tau=3.0), weight=w)})
+        V = hh.simulate(net, drive, t1=20.0, ts=ts, save=("out.V",), rtol=1e-8, atol=1e-8, adjoint=adjoint)["out.V"]
+        return jnp.mean(V)
+
+    w = jnp.array([[0.3], [0.2]])
+    forward = jax.jacfwd(lambda x: mean_v(x, diffrax.ForwardMode()))(w)
+    np.testing.assert_allclose(forward, jax.grad(mean_v)(w), rtol=1e-7)
+    h = 1e-5
+    central = (mean_v(w.at[0, 0].add(h)) - mean_v(w.at[0, 0].add(-h))) / (2 * h)
+    assert float(forward[0, 0]) == pytest.approx(float(central), rel=1e-4)

@@ -8,7 +8,7 @@ file's soma area. `hh.fit_recording` does the rest: the model at its own rest (E
 the recorded resting potential), a batched search, Levenberg–Marquardt on the features,
 standard errors from the feature Jacobian and noise.
 
-Writes `fit_allen.png` (recorded vs fitted voltage) and `fit_allen.json` (parameters,
+Writes `<name>.png` (recorded vs fitted voltage) and `<name>.json` (parameters,
 standard errors, recorded and fitted features, wall times).
 
     python scripts/fit_allen.py --out scripts/figures

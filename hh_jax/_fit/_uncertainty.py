@@ -27,6 +27,28 @@ def raw_jacobian(problem, x):
     return J, e
 
 
+def sandwich_covariance(J, w2, sig2):
+    """Covariance A⁻¹ B A⁻¹ of a weighted least-squares estimate: A = Jᵀ W J,
+    B = Jᵀ W Σ W J with W = diag(`w2`) (the squared residual weights) and Σ = diag(`sig2`)
+    (the data's noise variances); `J` `(n, p)` is the Jacobian of the unweighted residuals.
+    Columns are scaled to unit length first, so the rank test sees the shape of J and not
+    its units; inf where the data do not determine the parameters (a zero column, fewer
+    residuals than parameters, or a singular A). The one copy of the rule for trace fits
+    and feature fits."""
+    n, p = J.shape
+    norm = np.linalg.norm(J, axis=0)
+    if n < p or not np.all(norm > 0):
+        return np.full((p, p), np.inf)
+    Jn = J / norm
+    A = Jn.T @ (w2[:, None] * Jn)
+    eig = np.linalg.eigvalsh(A)
+    if not eig[0] > 1e-12 * eig[-1]:
+        return np.full((p, p), np.inf)
+    Ainv = np.linalg.inv(A)
+    B = Jn.T @ ((w2 * w2 * sig2)[:, None] * Jn)
+    return (Ainv @ B @ Ainv) / np.outer(norm, norm)
+
+
 def uncertainty(problem, u_best, r=None, J_u=None):
     """Standard errors and correlations of the free parameters (natural units) from the
     Gauss–Newton approximation of the trace residuals at the optimum.
@@ -56,14 +78,7 @@ def uncertainty(problem, u_best, r=None, J_u=None):
     sig2 = np.concatenate(
         [np.full(m.shape, pooled if t.sigma is None else t.sigma**2) for t, m in zip(problem.targets, masks)]
     )
-    Jm, w = J[mask], s2[mask]
-    A = Jm.T @ (w[:, None] * Jm)
-    B = Jm.T @ ((w * w * sig2[mask])[:, None] * Jm)
-    try:
-        Ainv = np.linalg.inv(A)
-        cov = Ainv @ B @ Ainv
-    except np.linalg.LinAlgError:
-        cov = np.full((p, p), np.inf)
+    cov = sandwich_covariance(J[mask], s2[mask], sig2[mask])
     se = np.sqrt(np.abs(np.diag(cov)))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.outer(se, se)

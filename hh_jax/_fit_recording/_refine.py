@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._fit._least_squares import LM_CHUNK, lm_chunk, lm_start
+from .._fit._uncertainty import sandwich_covariance
 from ._recorded import model_features
 from ._rest import at_rest
 from .._simulate import simulate
@@ -111,18 +112,8 @@ def standard_errors(problem, u, J_r, tolerance, noise):
     sig = np.asarray(noise, float)
     keep = np.isfinite(sig) & np.all(np.isfinite(J_r), axis=1)
     J_r, w, sig = J_r[keep], w[keep], sig[keep]
-    dx = np.asarray(jax.jacfwd(problem.natural)(jnp.asarray(u)), float)  # diagonal
-    p = J_r.shape[1]
-    norm = np.linalg.norm(J_r, axis=0)
-    if J_r.shape[0] < p or not np.all(norm > 0):
-        return np.full(p, np.inf), np.full((p, p), np.inf)
-    Jn = J_r / norm  # columns scaled to unit length: the rank test sees the shape, not the units
-    A = Jn.T @ Jn
-    eig = np.linalg.eigvalsh(A)
-    if eig[0] <= 1e-12 * eig[-1]:
-        return np.full(p, np.inf), np.full((p, p), np.inf)
-    Ainv = np.linalg.inv(A)
-    B = (Jn * ((sig * w) ** 2)[:, None]).T @ Jn
-    scale = dx / norm[None, :]  # natural units from the scaled coordinates
-    cov = scale @ (Ainv @ B @ Ainv) @ scale.T
+    # r = W(f − f_rec): the unweighted residuals' Jacobian is J_r / w, their weights w².
+    cov_u = sandwich_covariance(J_r / w[:, None], w**2, sig**2)
+    dx = np.asarray(jax.jacfwd(problem.natural)(jnp.asarray(u)), float)  # diagonal: ∂x/∂u
+    cov = dx @ cov_u @ dx.T
     return np.sqrt(np.abs(np.diag(cov))), cov

@@ -114,6 +114,8 @@ def standard_errors(problem, u, J_r, tolerance, noise):
     J_r, w, sig = J_r[keep], w[keep], sig[keep]
     # r = W(f − f_rec): the unweighted residuals' Jacobian is J_r / w, their weights w².
     cov_u = sandwich_covariance(J_r / w[:, None], w**2, sig**2)
+    if not np.all(np.isfinite(cov_u)):  # undetermined: inf, as the rule says (not inf·0 = NaN)
+        return np.full(len(cov_u), np.inf), cov_u
     dx = np.asarray(jax.jacfwd(problem.natural)(jnp.asarray(u)), float)  # diagonal: ∂x/∂u
     cov = dx @ cov_u @ dx.T
     return np.sqrt(np.abs(np.diag(cov))), cov

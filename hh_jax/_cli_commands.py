@@ -52,15 +52,16 @@ def output_folder(folder, names, overwrite):
     return paths
 
 
-def resume_from(checkpoint, resume, overwrite):
-    """The checkpointed fit to continue (--resume), or None to start afresh; a checkpoint left
-    by an interrupted fit is never replaced silently."""
+def resume_from(checkpoint, resume, overwrite, load=None):
+    """The checkpointed fit to continue (--resume), as `load(checkpoint)` returns it (default
+    `hh.FitResult.load`), or None to start afresh; a checkpoint left by an interrupted fit is
+    never replaced silently."""
     import hh_jax as hh
 
     if resume:
         if not checkpoint.exists():
             raise CLIError(f"--resume: no checkpoint {checkpoint} to continue")
-        return hh.FitResult.load(checkpoint)
+        return (load or hh.FitResult.load)(checkpoint)
     if checkpoint.exists() and not overwrite:
         raise CLIError(
             f"{checkpoint} holds an interrupted fit; pass --resume to continue it or --overwrite to start afresh"
@@ -161,21 +162,28 @@ def fit(args):
 
 def fit_recording(args):
     """Fit a recorded cell's features with `hh.fit_recording`; writes fit.json (the result,
-    written first, so a failing figure loses nothing) and fit.png."""
+    written first, so a failing figure loses nothing) and fit.png. The progress is kept in
+    --out/fit_checkpoint.json while the fit runs; --resume continues from it."""
     import hh_jax as hh
 
-    if args.resume:
-        raise CLIError("--resume continues a trace fit; a fit with --model starts afresh (it checkpoints nothing)")
     free = None if args.free is None else tuple(x.strip() for x in args.free.split(",") if x.strip())
     options = {} if args.features is None else {"features": args.features}
     json_path, png_path = output_folder(args.out, ("fit.json", "fit.png"), args.overwrite)
+    checkpoint = pathlib.Path(args.out) / CHECKPOINT
+    resume = resume_from(checkpoint, args.resume, args.overwrite, load=lambda path: path)
     rec = _load_recording(args, pathlib.Path(args.trace))
     if rec.I is None:
         raise CLIError(f"{pathlib.Path(args.trace).name} has no current trace; the fit needs the stimulus")
     model = preset_membrane(args.model, assignments(args.set))
-    result = hh.fit_recording(rec, model, free=free, **options, bounds=bounds(args.bound) or None,
-                              threshold=args.threshold, candidates=args.candidates, starts=args.starts or 4,
-                              iterations=args.iterations, seed=args.seed, progress=not args.no_progress)
+    try:
+        result = hh.fit_recording(rec, model, free=free, **options, bounds=bounds(args.bound) or None,
+                                  threshold=args.threshold, candidates=args.candidates, starts=args.starts or 4,
+                                  iterations=args.iterations, seed=args.seed, progress=not args.no_progress,
+                                  checkpoint=checkpoint, resume=resume)
+    except hh.FitInterrupted:
+        raise KeyboardInterrupt(
+            f"the progress is saved in {checkpoint}; run the same command with --resume to continue"
+        ) from None
     payload = dict(result.to_dict(), recording=str(args.trace), wall_time_s=result.wall_time["total"])
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2))
@@ -193,6 +201,7 @@ def fit_recording(args):
     with atomic_path(png_path) as tmp:
         hh.plotting.save_figure(fig, tmp)
     print(f"wrote {png_path}")
+    checkpoint.unlink(missing_ok=True)  # the finished result is in fit.json
     missed = [k for k in result.features if not result.within[k]]
     if missed:
         print(f"not within tolerance: {', '.join(missed)} (see {json_path})")

@@ -6,7 +6,10 @@ References are independent of the fit: Newton's resting potential and the vector
 a simulated cell (recovery)."""
 
 import argparse
+import importlib
 import json
+import os
+import signal
 
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +21,8 @@ from hh_jax import _fit_recording as F
 from hh_jax._cli_parse import add_fit_arguments
 from hh_jax._fit_recording._recorded import model_features
 from hh_jax._fit_recording._rest import at_rest, leak_reversal, rest_is_stable
+
+search_module = importlib.import_module("hh_jax._fit_recording._search")  # F._search is its function
 
 ONSET, OFFSET, T1 = 50.0, 250.0, 280.0
 TRUTH = dict(gNa=60.0, gK=8.0, gM=0.05, gL=0.03, VT=-58.0, ENa=45.0)
@@ -120,7 +125,7 @@ def test_synthetic_cell_is_recovered_within_tolerance(fitted, recording):
 def test_a_failing_start_is_replaced_by_the_next_candidate(recording, searched_and_fitted, monkeypatch):
     (x, scores, n_failed), _ = searched_and_fitted
 
-    def poisoned(s, candidates, seed):  # the same search, with an unsimulable candidate first
+    def poisoned(s, candidates, seed, *progress):  # the same search, with an unsimulable candidate first
         best = int(np.argmin(scores))
         bad = x[best].copy()
         bad[0] = np.nan  # gNa: this start cannot be simulated
@@ -131,6 +136,50 @@ def test_a_failing_start_is_replaced_by_the_next_candidate(recording, searched_a
     statuses = [s["status"] for s in fit.starts]
     assert statuses[0] == "failed" and "replacement" in statuses
     assert np.isfinite(fit.score) and fit.within["spike_count"]
+
+
+def _interrupt(monkeypatch, module, name, n, how):
+    """Make the n-th call of `module.name` end in Ctrl-C or SIGTERM (after it returned)."""
+    real, calls = getattr(module, name), []
+
+    def wrapped(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == n:
+            if how == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)
+            raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setattr(module, name, wrapped)
+
+
+@pytest.mark.parametrize("stage, how", [("search", "ctrl-c"), ("refinement", "sigterm")])
+def test_interrupted_fit_resumes_to_the_uninterrupted_result(recording, fitted, tmp_path, monkeypatch, stage, how):
+    """Stopped after the search's first chunk of candidates (Ctrl-C) or after the second
+    and third chunks of iterations (SIGTERM, the third lost), the fit resumes from its checkpoint file or from the
+    exception, and ends exactly where the uninterrupted fit did."""
+    path = tmp_path / "progress.json"
+    if stage == "search":
+        _interrupt(monkeypatch, search_module, "score_candidates", 1, how)
+    else:
+        _interrupt(monkeypatch, F, "lm_chunk", 3, how)
+    with pytest.raises(hh.FitInterrupted) as stop:
+        hh.fit_recording(recording, bounds=BOUNDS, checkpoint=path, **SMALL)
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    saved = json.loads(path.read_text())
+    assert saved["search"]["round"] == 1 if stage == "search" else saved["refine"]["iterations"] >= 2
+    assert "resume=" in str(stop.value) and str(path) in str(stop.value)
+    resumed = hh.fit_recording(recording, bounds=BOUNDS, resume=path if stage == "refinement" else stop.value.result,
+                               **SMALL)
+    assert resumed.parameters == fitted.parameters and resumed.score == fitted.score
+    assert resumed.starts == fitted.starts and resumed.stderr == fitted.stderr
+    assert resumed.wall_time["search"] > 0 and resumed.wall_time["total"] > 0
+    with pytest.raises(ValueError, match="seed"):  # a checkpoint of another fit
+        hh.fit_recording(recording, bounds=BOUNDS, resume=path, **{**SMALL, "seed": 1})
+    with pytest.raises(ValueError, match="`resume`"):
+        hh.fit_recording(recording, bounds=BOUNDS, resume={"search": {}}, **SMALL)
 
 
 def test_bad_input_is_refused_naming_the_argument(recording):
@@ -151,18 +200,30 @@ def test_bad_input_is_refused_naming_the_argument(recording):
         hh.fit_recording(quiet)
 
 
-def test_cli_fits_a_recording_file(recording, tmp_path):
+def test_cli_fits_a_recording_file_and_resumes_an_interrupted_fit(recording, tmp_path, monkeypatch):
     path = tmp_path / "cell.npz"
     np.savez(path, time=recording.t, v=recording.V - 10.0, i=recording.I * 2e-4 * 1e3)  # nA on 2e-4 cm², +10 mV junction
     parser = argparse.ArgumentParser()
     add_fit_arguments(parser, commands.fit)
     out = tmp_path / "out"
-    args = parser.parse_args([str(path), "--model", "pospischil", "--features", "count,isi,latency,rest,ap_peak",
-                              "--columns", "t=time,V=v,I=i", "--time-unit", "ms", "--voltage-unit", "mV",
-                              "--current-unit", "nA", "--area", "2e-4", "--junction", "10", "--candidates", "32",
-                              "--starts", "2", "--iterations", "8", "--out", str(out), "--no-progress",
-                              *sum((["--bound", f"{k}={lo}:{hi}"] for k, (lo, hi) in BOUNDS.items()), [])])
+    argv = [str(path), "--model", "pospischil", "--features", "count,isi,latency,rest,ap_peak",
+            "--columns", "t=time,V=v,I=i", "--time-unit", "ms", "--voltage-unit", "mV",
+            "--current-unit", "nA", "--area", "2e-4", "--junction", "10", "--candidates", "32",
+            "--starts", "2", "--iterations", "8", "--out", str(out), "--no-progress",
+            *sum((["--bound", f"{k}={lo}:{hi}"] for k, (lo, hi) in BOUNDS.items()), [])]
+    # Interrupted in the refinement: the progress stays in --out and the message says how to go on.
+    _interrupt(monkeypatch, F, "lm_chunk", 2, "ctrl-c")
+    args = parser.parse_args(argv)
+    with pytest.raises(KeyboardInterrupt, match="--resume"):
+        args.run(args)
+    monkeypatch.undo()
+    checkpoint = out / commands.CHECKPOINT
+    assert checkpoint.exists() and not (out / "fit.json").exists()
+    with pytest.raises(commands.CLIError, match="--resume"):  # never started afresh over it silently
+        args.run(parser.parse_args(argv))
+    args = parser.parse_args([*argv, "--resume"])
     assert args.run(args) is None
+    assert not checkpoint.exists()  # the finished result is in fit.json
     result = json.loads((out / "fit.json").read_text())
     assert (out / "fit.png").stat().st_size > 0
     assert result["features"] == ["spike_count", "isi", "first_spike", "resting", "ap_peak"]

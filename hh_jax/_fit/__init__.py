@@ -11,8 +11,6 @@ from the trace residuals (`_uncertainty`) → `FitResult` (`_result`), checkpoin
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,6 +22,7 @@ import numpy as np
 import optax
 
 from .._deprecation import renamed
+from .._interrupts import interrupts_raise
 from .._loss import TraceMSE, is_least_squares
 from .._membrane import AbstractMembrane
 from .._solve import stable_dtmax
@@ -150,7 +149,7 @@ def fit(
     def snapshot():
         return _assemble(problem, run, init, spaces, names, start_time, fingerprint, final=False)
 
-    with _interrupts_raise(), contextlib.ExitStack() as stack:
+    with interrupts_raise(), contextlib.ExitStack() as stack:
         stack.callback(lambda: bar.close() if bar is not None else None)
         try:
             while run.done < steps:
@@ -314,24 +313,6 @@ def _check(init, targets, loss, optimizer, n_starts, steps_per_call, polish, ste
 def _save(checkpoint, make_result):
     if checkpoint is not None:
         make_result().save(checkpoint)
-
-
-@contextlib.contextmanager
-def _interrupts_raise():
-    """SIGTERM raises KeyboardInterrupt while a fit runs (main thread only), so a terminated
-    fit checkpoints like a Ctrl-C'd one."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _progress_bar(enabled, total):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 LAMBDA_0 = 1e-3  # initial damping, relative to diag JᵀJ
 MAX_STEP = 3.0  # largest change of any unconstrained coordinate in one iteration
@@ -105,3 +106,25 @@ def lm_chunk(problem, state: LMState, active, length: int):
     history = jnp.full((state.u.shape[0], length), jnp.nan, state.u.dtype)
     state, done_iterations, history = jax.lax.while_loop(more, iteration, (state, 0, history))
     return state, history, done_iterations
+
+
+def lm_saved(state: LMState) -> dict:
+    """What a checkpoint keeps of a state, JSON-ready: per start the coordinates, loss,
+    damping and flags (residuals and Jacobians are evaluated again by `lm_restored`)."""
+    return dict(u=np.asarray(state.u).tolist(), cost=[float(c) for c in np.asarray(state.cost)],
+                lam=[float(v) for v in np.asarray(state.lam)], done=np.asarray(state.done).tolist(),
+                failed=np.asarray(state.failed).tolist())
+
+
+def lm_restored(problem, saved: dict, dtype) -> LMState:
+    """The state `lm_saved` kept, made whole: residuals and Jacobians evaluated again at the
+    saved coordinates by one zero step of the same compiled program (deterministic, so the
+    iterations go on exactly as they would have); starts not evaluated yet (loss inf) stay
+    as `lm_start` left them."""
+    start = lm_start(problem, jnp.asarray(saved["u"], dtype), dtype)
+    evaluated, _, _ = lm_chunk(problem, start, jnp.asarray(1), LM_CHUNK)
+    fresh = ~np.isfinite(np.asarray(saved["cost"], float))
+    state = jax.tree_util.tree_map(
+        lambda a, b: jnp.where(jnp.asarray(fresh).reshape((-1,) + (1,) * (a.ndim - 1)), a, b), start, evaluated)
+    return eqx.tree_at(lambda s: (s.lam, s.done, s.failed), state, (
+        jnp.asarray(saved["lam"], dtype), jnp.asarray(saved["done"], bool), jnp.asarray(saved["failed"], bool)))

@@ -142,17 +142,23 @@ def _read_result(path) -> dict:
     return d
 
 
+def digest(*parts) -> str:
+    """A short digest of arrays (their bytes) and other values (their repr): one part of a
+    fingerprint that a resumed fit must share with the fit it continues."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+    return h.hexdigest()[:16]
+
+
+def leaves(tree) -> list:
+    """A pytree's leaves, arrays as numpy arrays, ready for `digest`."""
+    return [np.asarray(x) if eqx.is_array(x) else x for x in jax.tree_util.tree_leaves(tree)]
+
+
 def problem_fingerprint(init, targets, free, bounds, loss, n_starts) -> dict:
     """What a resumed fit must share with the one it continues, each part as a short digest
     (so a mismatch can be named)."""
-    def digest(*parts):
-        h = hashlib.sha256()
-        for part in parts:
-            h.update(np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
-        return h.hexdigest()[:16]
-
-    def leaves(tree):
-        return [np.asarray(x) if eqx.is_array(x) else x for x in jax.tree_util.tree_leaves(tree)]
 
     def describe(fn):  # a plain function by name (its repr holds a memory address)
         return fn if isinstance(fn, eqx.Module) else f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"

@@ -4,12 +4,11 @@ rebuilds."""
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._least_squares import LM_CHUNK, LMState, lm_chunk, lm_start
+from ._least_squares import LM_CHUNK, LMState, lm_chunk, lm_restored, lm_saved, lm_start
 from ._result import fingerprint_mismatch
 from ._spaces import OWNER, naturals
 
@@ -82,16 +81,9 @@ class Run:
         return run
 
     def ensure_lm(self, problem):
-        """A saved Levenberg–Marquardt state, made whole: residuals and Jacobians at its
-        coordinates (deterministic, so the resumed fit equals an uninterrupted one)."""
+        """A saved Levenberg–Marquardt state, made whole (`lm_restored`)."""
         if isinstance(self.lm, tuple):
-            lm = self.lm[1]
-            # One zero step at the saved coordinates evaluates their residuals and Jacobians.
-            start = lm_start(problem, jnp.asarray(lm["u"], self.u.dtype), self.u.dtype)
-            start = eqx.tree_at(lambda s: s.failed, start, jnp.asarray(lm["failed"]))
-            start, _, _ = lm_chunk(problem, start, jnp.asarray(1), LM_CHUNK)
-            self.lm = eqx.tree_at(lambda s: (s.lam, s.done), start, (
-                jnp.asarray(lm["lam"], self.u.dtype), jnp.asarray(lm["done"])))
+            self.lm = lm_restored(problem, self.lm[1], self.u.dtype)
 
     def after_descent(self, out, active, n_targets):
         self.u, self.opt_state, self.failed, self.best, hist = out
@@ -111,8 +103,7 @@ class Run:
     def resume_state(self, fingerprint):
         lm = None
         if isinstance(self.lm, LMState):
-            lm = dict(u=np.asarray(self.lm.u).tolist(), cost=_floats(self.lm.cost), lam=_floats(self.lm.lam),
-                      done=np.asarray(self.lm.done).tolist(), failed=np.asarray(self.lm.failed).tolist())
+            lm = lm_saved(self.lm)
         elif isinstance(self.lm, tuple):
             lm = self.lm[1]
         return dict(

@@ -6,7 +6,8 @@ at the recorded rest (`_rest`: EL solved for it) → a batched global search
 (Sobol points over the bounds, then a narrower round around the best, every candidate one
 batched solve with per-neuron steps) → Levenberg–Marquardt on the feature residuals from the
 best candidates, failed starts replaced by the next (`_refine`) → exact
-features of the fitted model → `RecordingFit`.
+features of the fitted model → `RecordingFit`. The progress of the search and the refinement
+is what a checkpoint holds (`_progress`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import numpy as np
 
 from .._atomic import atomic_path
 from .._features import spike_features
+from .._fit import FitInterrupted
+from .._fit._least_squares import LM_CHUNK, lm_chunk, lm_restored, lm_saved, lm_start
+from .._interrupts import interrupts_raise
 from ._recorded import (
     DEFAULT_FEATURES,
     SMOOTH,
@@ -41,7 +45,8 @@ from ._rest import (
     search_bounds,
     with_values,
 )
-from ._refine import FeatureProblem, refine, standard_errors
+from ._progress import Progress, fingerprint
+from ._refine import FeatureProblem, coordinates, standard_errors
 from ._search import search as _search
 from .._recording import Recording
 from .._simulate import simulate
@@ -77,7 +82,8 @@ class RecordingFit:
       the start; it was replaced by the next candidate) or "replacement".
     - `n_candidates`, `n_failed_candidates`: search candidates simulated, and those that
       could not be (solve failed, unstable rest).
-    - `wall_time`: seconds per stage {"search", "refine", "evaluate", "total"}.
+    - `wall_time`: seconds per stage {"search", "refine", "evaluate", "total"} (a resumed
+      fit's include the time before the interruption).
     - `trace`: the fitted model simulated at the recording's sample times (an `hh.Trace`).
 
     Example:
@@ -143,6 +149,8 @@ def fit_recording(
     rtol: float = 1e-6,
     max_steps: int = 65536,
     progress: bool = True,
+    checkpoint=None,
+    resume=None,
 ) -> RecordingFit:
     """Fit a model to a current-clamp recording's features in one call: a batched global
     search, then Levenberg–Marquardt on the feature residuals from the best candidates.
@@ -182,9 +190,17 @@ def fit_recording(
     - `rtol`: the refinement's solver tolerance (relative and absolute); `max_steps` its
       step limit per solve.
     - `progress`: show a progress bar of the refinement (tqdm).
+    - `checkpoint`: a path; the progress (the search's scores so far, then the refinement's
+      starts and state) is written there, atomically, after every compiled chunk of
+      candidates or iterations, and at the end.
+    - `resume`: a checkpoint's path, or the `.result` of the `hh.FitInterrupted` an
+      interrupted call raised: the fit goes on from there and ends where the uninterrupted
+      one would have. The recording and every argument but `iterations` (which may grow)
+      must be those of the interrupted call; a checkpoint of another fit is refused.
 
     **Returns:** an `hh.RecordingFit`. Raises `RuntimeError` only when no candidate could be
-    simulated at all.
+    simulated at all, and `hh.FitInterrupted` on Ctrl-C or SIGTERM: its `result` holds the
+    progress to pass as `resume=` (with `checkpoint=`, also written there).
 
     Example:
         >>> rec = hh.load_trace("cell.npz", area_cm2=1.857e-4, junction_mV=-14.0, ...)
@@ -194,14 +210,39 @@ def fit_recording(
     t_start = time.perf_counter()
     setup = _setup(recording, model, free, features, bounds, stimulus, threshold, recorded, noise, candidates,
                    starts, iterations, seed, rtol, max_steps)
-    x, scores, n_failed = _search(setup, candidates, seed)
-    t_search = time.perf_counter()
-    state, slots, report = _refine(setup, x, scores, starts, iterations, rtol, max_steps, progress)
+    mark = fingerprint(setup, candidates, starts, seed, rtol, max_steps)
+    state = Progress(mark) if resume is None else Progress.resumed(resume, mark, OWNER)
+    clock = dict(stage="search", since=t_start)
+
+    def save():
+        now = time.perf_counter()
+        state.elapsed[clock["stage"]] += now - clock["since"]
+        clock["since"] = now
+        state.save(checkpoint)
+
+    bar = _progress_bar(progress, iterations)
+    with interrupts_raise():
+        try:
+            x, scores, n_failed = _search(setup, candidates, seed, state, save)
+            save()
+            clock["stage"] = "refine"
+            lm, slots, report = _refine(setup, x, scores, starts, iterations, rtol, state, save, bar)
+            save()
+        except KeyboardInterrupt as err:
+            save()
+            where = f" and written to {checkpoint}" if checkpoint is not None else ""
+            raise FitInterrupted(
+                f"{OWNER} interrupted in its {clock['stage']}; the progress is in this exception's `.result`{where}: "
+                "pass it as `resume=`.", state.to_dict()) from err
+        finally:
+            if bar is not None:
+                bar.close()
     t_refine = time.perf_counter()
-    result = _assemble(setup, state, slots, report, x, scores, n_failed)
+    result = _assemble(setup, lm, slots, report, x, scores, n_failed)
     t_end = time.perf_counter()
-    result.wall_time = {"search": t_search - t_start, "refine": t_refine - t_search, "evaluate": t_end - t_refine,
-                        "total": t_end - t_start}
+    result.wall_time = {"search": state.elapsed["search"], "refine": state.elapsed["refine"],
+                        "evaluate": t_end - t_refine, "total": state.elapsed["search"] + state.elapsed["refine"]
+                        + (t_end - t_refine)}
     return result
 
 
@@ -259,9 +300,10 @@ def _setup(recording, model, free, features, bounds, stimulus, threshold, record
                 recording=recording, max_steps=max_steps, chunk=min(CHUNK, candidates))
 
 
-def _refine(s, x, scores, starts, iterations, rtol, max_steps, progress):
-    """Levenberg–Marquardt from the best candidates; a start that fails where it begins is
-    replaced by the next candidate (up to three rounds)."""
+def _refine(s, x, scores, starts, iterations, rtol, progress, save, bar):
+    """Levenberg–Marquardt from the best candidates. A start that cannot be evaluated where
+    it begins is replaced by the next candidate (up to three rounds of replacement); the
+    state goes into `progress` and `save()` runs after every compiled chunk."""
     order = [int(i) for i in np.argsort(scores) if np.isfinite(scores[i])]
     k = min(starts, len(order))
     model, bounds = s["model"], s["bounds"]
@@ -275,39 +317,60 @@ def _refine(s, x, scores, starts, iterations, rtol, max_steps, progress):
         recorded=arr([s["recorded"][f] for f in s["keys"]]), tolerance=arr([s["scale"][f] for f in s["keys"]]),
         lo=arr(lo), hi=arr(hi), v_rest=arr(s["v_rest"]), holding=arr(s["holding"]), onset=arr(s["onset"]),
         offset=arr(s["offset"]), threshold=arr(s["threshold"]), rtol=arr(rtol), names=tuple(bounds), log=log,
-        keys=s["keys"], max_steps=max_steps)
+        keys=s["keys"], max_steps=s["max_steps"])
     s["problem"] = problem
-    slots = order[:k]
-    report = [dict(candidate=i, search_score=float(scores[i]), status="ok") for i in slots]
-    entry = list(range(k))  # each slot's current record in `report`
-    bar = _progress_bar(progress, iterations)
-    try:
-        state = refine(problem, x[slots], iterations, bar)
-        following = k
-        for _ in range(3):
-            failed = np.flatnonzero(np.asarray(state.failed))
-            if failed.size == 0 or following >= len(order):
-                break
-            fresh_slots = list(slots)
-            for j in failed:
-                if following >= len(order):
-                    break
-                report[entry[j]]["status"] = "failed"
-                entry[j] = len(report)
-                report.append(dict(candidate=order[following], search_score=float(scores[order[following]]),
-                                   status="replacement", replaces=int(slots[j])))
-                fresh_slots[j] = order[following]
-                following += 1
-            again = refine(problem, x[fresh_slots], iterations, bar)
-            replaced = np.isin(np.arange(k), failed)
-            state = _merge(replaced, again, state)
-            slots = fresh_slots
-    finally:
+    r = progress.refine
+    if r is None:
+        slots = order[:k]
+        r = dict(slots=slots, entry=list(range(k)), following=k, rounds=0, iterations=0,
+                 report=[dict(candidate=i, search_score=float(scores[i]), status="ok") for i in slots])
+        state = lm_start(problem, jnp.asarray(coordinates(problem, x[slots]), dtype), dtype)
+    else:
+        state = lm_restored(problem, r["lm"], dtype)
+    progress.refine = r
+    if bar is not None:
+        bar.update(min(r["iterations"], iterations))
+    while r["iterations"] < iterations and not bool(jnp.all(state.done)):
+        # While a start waits for its first evaluation, one iteration at a time: a start
+        # that cannot be evaluated is replaced at once.
+        pending = bool(jnp.any(~jnp.isfinite(state.cost) & ~state.done))
+        active = 1 if pending else min(LM_CHUNK, iterations - r["iterations"])
+        state, _, count = lm_chunk(problem, state, jnp.asarray(active), LM_CHUNK)
+        r["iterations"] += int(count)
+        state = _replace_failed(problem, state, r, order, scores, x, dtype)
+        r["lm"] = lm_saved(state)
+        save()
         if bar is not None:
-            bar.close()
+            cost = np.asarray(state.cost)
+            finite = cost[np.isfinite(cost)]
+            bar.set_postfix(best=f"{finite.min():.3g}" if finite.size else "nan", failed=int(np.sum(np.asarray(state.failed))))
+            bar.update(int(count))
     for j in np.flatnonzero(np.asarray(state.failed)):  # failed, with no candidate left to replace it
-        report[entry[j]]["status"] = "failed"
-    return state, slots, report
+        r["report"][r["entry"][j]]["status"] = "failed"
+    return state, r["slots"], r["report"]
+
+
+def _replace_failed(problem, state, r, order, scores, x, dtype):
+    """Starts that failed where they began take the next search candidates (a round of
+    replacement; three at most)."""
+    failed = np.flatnonzero(np.asarray(state.failed))
+    if failed.size == 0 or r["rounds"] >= 3 or r["following"] >= len(order):
+        return state
+    r["rounds"] += 1
+    take = np.zeros(len(r["slots"]), bool)
+    for j in failed:
+        if r["following"] >= len(order):
+            break
+        new = order[r["following"]]
+        r["report"][r["entry"][j]]["status"] = "failed"
+        r["entry"][j] = len(r["report"])
+        r["report"].append(dict(candidate=new, search_score=float(scores[new]), status="replacement",
+                                replaces=int(r["slots"][j])))
+        r["slots"][j] = new
+        r["following"] += 1
+        take[j] = True
+    fresh = lm_start(problem, jnp.asarray(coordinates(problem, x[r["slots"]]), dtype), dtype)
+    return _merge(jnp.asarray(take), fresh, state)
 
 
 def _merge(take, new, old):

@@ -6,7 +6,7 @@ The residuals come from one solve per start (the model at its own rest, EL from 
 rule), features as `hh.spike_features` defines them, with the AP peak taken at each peak's
 parabolic vertex so that it moves smoothly as a spike shifts between samples. Jacobians are
 by forward mode through the solver, and the iterations are `hh.fit`'s own (one copy of the
-rule: `_fit._least_squares`).
+rule: `_fit._least_squares`, driven by `fit_recording`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._fit._least_squares import LM_CHUNK, lm_chunk, lm_start
 from .._fit._uncertainty import sandwich_covariance
 from ._recorded import model_features
 from ._rest import at_rest
@@ -80,24 +79,6 @@ def coordinates(problem, x):
     lo, hi = np.asarray(problem.lo), np.asarray(problem.hi)
     q = np.clip((z - lo) / (hi - lo), 1e-4, 1 - 1e-4)
     return np.log(q / (1.0 - q))
-
-
-def refine(problem, x_starts, iterations, bar=None):
-    """Levenberg–Marquardt from every start `(n, p)` (natural values) for up to
-    `iterations`; returns the final state (per start: u, residuals, Jacobian, cost, failed)."""
-    dtype = jnp.result_type(float)
-    state = lm_start(problem, jnp.asarray(coordinates(problem, x_starts), dtype), dtype)
-    done = 0
-    while done < iterations and not bool(jnp.all(state.done)):
-        active = min(LM_CHUNK, iterations - done)
-        state, _, count = lm_chunk(problem, state, jnp.asarray(active), LM_CHUNK)
-        done += int(count)
-        if bar is not None:
-            cost = np.asarray(state.cost)
-            finite = cost[np.isfinite(cost)]
-            bar.set_postfix(best=f"{finite.min():.3g}" if finite.size else "nan", failed=int(np.sum(np.asarray(state.failed))))
-            bar.update(int(count))
-    return state
 
 
 def standard_errors(problem, u, J_r, tolerance, noise):

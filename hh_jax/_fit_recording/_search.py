@@ -45,25 +45,45 @@ def score_candidates(s, x):
     return score[:n]
 
 
-def search(s, candidates, seed):
-    """Sobol points over the bounds, then half as many drawn around the best 1/16 of them."""
+def search(s, candidates, seed, progress=None, save=None):
+    """Sobol points over the bounds, then half as many drawn around the best 1/16 of them.
+    With `progress` (a `Progress`), the scores are kept there chunk by chunk and `save()`
+    is called after each, so an interrupted search resumes at its next chunk (the points
+    are deterministic given `seed`)."""
     model, bounds = s["model"], s["bounds"]
     p = len(bounds)
-    z = qmc.Sobol(d=p, scramble=True, seed=seed).random(candidates)
-    x = from_unit(model, bounds, z)
-    scores = score_candidates(s, x)
-    ok = np.flatnonzero(np.isfinite(scores))
-    if ok.size >= 2:
-        elite = ok[np.argsort(scores[ok])][: max(8, candidates // 16)]
-        ze = to_unit(model, bounds, x[elite])
-        spread = np.maximum(ze.std(axis=0), 0.02)
-        rng = np.random.default_rng(seed)
-        z2 = np.clip(rng.normal(ze.mean(axis=0), spread, (max(candidates // 2, 1), p)), 0.0, 1.0)
-        x2 = from_unit(model, bounds, z2)
-        x, scores = np.concatenate([x, x2]), np.concatenate([scores, score_candidates(s, x2)])
+    state = progress.search if progress is not None else {}
+    if not state:
+        x = from_unit(model, bounds, qmc.Sobol(d=p, scramble=True, seed=seed).random(candidates))
+        state.update(x=x, scores=np.full(candidates, np.nan), round=1)
+    _score_pending(s, state, 0, candidates, save)
+    if state["round"] == 1:
+        x, scores = state["x"], state["scores"]
+        ok = np.flatnonzero(np.isfinite(scores))
+        if ok.size >= 2:
+            elite = ok[np.argsort(scores[ok])][: max(8, candidates // 16)]
+            ze = to_unit(model, bounds, x[elite])
+            spread = np.maximum(ze.std(axis=0), 0.02)
+            rng = np.random.default_rng(seed)
+            z2 = np.clip(rng.normal(ze.mean(axis=0), spread, (max(candidates // 2, 1), p)), 0.0, 1.0)
+            state.update(x=np.concatenate([x, from_unit(model, bounds, z2)]),
+                         scores=np.concatenate([scores, np.full(z2.shape[0], np.nan)]))
+        state["round"] = 2
+    _score_pending(s, state, candidates, state["x"].shape[0], save)
+    x, scores = state["x"], state["scores"]
     n_failed = int(np.sum(~np.isfinite(scores)))
     if n_failed == scores.size:
         raise RuntimeError(
             f"{OWNER}: none of the {scores.size} search candidates could be simulated (every solve failed or its "
             "rest was unstable); check the recording's units and the bounds.")
     return x, scores, n_failed
+
+
+def _score_pending(s, state, begin, end, save):
+    """Score the candidates begin:end not scored yet (NaN), a compiled chunk at a time."""
+    for i in range(begin, end, s["chunk"]):
+        j = min(i + s["chunk"], end)
+        if np.any(np.isnan(state["scores"][i:j])):
+            state["scores"][i:j] = score_candidates(s, state["x"][i:j])
+            if save is not None:
+                save()

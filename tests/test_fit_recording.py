@@ -118,6 +118,10 @@ def test_synthetic_cell_is_recovered_within_tolerance(fitted, recording):
     pre = np.asarray(fitted.trace.V)[np.asarray(fitted.trace.t) < ONSET]
     assert np.max(np.abs(pre - fitted.recorded["resting"])) < 1e-3
     assert set(fitted.stderr) == set(fitted.free) and fitted.wall_time["total"] > 0
+    # The score is the objective in the stated units: half the tolerance for the acceptance features.
+    assert fitted.scale["isi"] == pytest.approx(0.5 * fitted.tolerance["isi"]) and fitted.scale["ap_width"] == 1.0
+    assert fitted.score == pytest.approx(sum(((fitted.fitted[k] - fitted.recorded[k]) / fitted.scale[k]) ** 2
+                                             for k in fitted.features), rel=1e-9)
     assert all(s["status"] == "ok" for s in fitted.starts)
     json.dumps(fitted.to_dict())  # JSON-ready
 

@@ -76,7 +76,8 @@ class RecordingFit:
       feature Jacobian and that noise (inf where the features do not determine one);
       `covariance` `(p, p)` in `free` order.
     - `score`: Σ ((fitted − recorded)/scale)² over `features`, the scale half the tolerance
-      for count, ISI, latency, rest and AP peak (the objective the fit minimised).
+      for count, ISI, latency, rest and AP peak (the objective the fit minimised); `scale`:
+      {feature: that scale}.
     - `starts`: one record per refinement start: the search candidate it came from, its
       search score, its final score, and "ok", "failed" (its solve or features failed at
       the start; it was replaced by the next candidate) or "replacement".
@@ -103,6 +104,7 @@ class RecordingFit:
     stderr: dict
     covariance: np.ndarray
     score: float
+    scale: dict
     starts: list
     n_candidates: int
     n_failed_candidates: int
@@ -408,7 +410,7 @@ def _assemble(s, state, slots, report, x, scores, n_failed):
     return RecordingFit(
         membrane=membrane, free=s["free"], parameters=parameters, features=s["keys"], recorded=s["recorded"],
         fitted=fitted, tolerance=s["tolerance"], within=within(s["recorded"], fitted, s["tolerance"]),
-        noise=s["noise"], stderr=dict(zip(s["free"], se.tolist())), covariance=cov, score=score, starts=report,
+        noise=s["noise"], stderr=dict(zip(s["free"], se.tolist())), covariance=cov, score=score, scale=s["scale"], starts=report,
         n_candidates=int(scores.size), n_failed_candidates=n_failed, wall_time={}, trace=trace)
 
 

@@ -55,7 +55,13 @@ def spike_times(
         if crosses is None:
             raise ValueError("hh.spike_times: pass `max_spikes` when calling it under jax.jit.")
         max_spikes = int(np.max(np.sum(crosses, axis=-1), initial=0))
-    times, counts = jax.vmap(lambda v: spike_times_padded(t, v, threshold, max_spikes))(flat)
+        # Compiled for a padded length rounded up to a power of two (at least 8) and trimmed:
+        # one program serves every count up to it, not one program per count found.
+        padded = max(8, 1 << max(max_spikes - 1, 0).bit_length())
+    else:
+        padded = max_spikes
+    times, counts = jax.vmap(lambda v: spike_times_padded(t, v, threshold, padded))(flat)
+    times = times[:, :max_spikes]
     if single:
         return times[0]
     return times.reshape(*batch_shape, max_spikes), counts.reshape(batch_shape)

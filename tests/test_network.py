@@ -191,7 +191,7 @@ def test_weight_gradients_match_central_differences_in_10_neuron_network():
         return jnp.mean(tr["E.V"][3:])  # the neurons driven only through synapses
 
     w = jnp.asarray(w0)
-    grad = np.asarray(jax.grad(loss)(w))
+    grad = np.asarray(jax.jit(jax.grad(loss))(w))  # one program (outside jit: forward and backward passes apart)
     checked = 0
     for k in np.argsort(-np.abs(grad))[:6]:
         h = 1e-4 * float(w[k])

@@ -27,7 +27,9 @@ def test_reproduce_seed_writes_figures(tmp_path):
 
 
 def test_protocols_script(tmp_path):
-    result = load("protocols").main(["--out", str(tmp_path), "--amplitudes", "4"])
+    # 15 amplitudes: the f–I batch is then the size of a rheobase round (15 per round, same
+    # step protocol), so the two share one compiled solve.
+    result = load("protocols").main(["--out", str(tmp_path), "--amplitudes", "15"])
     for name in ("sustained_step", "pulse_train", "noise", "fi_curve"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
     assert len(result["sustained_step"]) > 5  # sustained current: continuous spiking

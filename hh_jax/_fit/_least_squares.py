@@ -123,8 +123,12 @@ def lm_restored(problem, saved: dict, dtype) -> LMState:
     as `lm_start` left them."""
     start = lm_start(problem, jnp.asarray(saved["u"], dtype), dtype)
     evaluated, _, _ = lm_chunk(problem, start, jnp.asarray(1), LM_CHUNK)
-    fresh = ~np.isfinite(np.asarray(saved["cost"], float))
-    state = jax.tree_util.tree_map(
-        lambda a, b: jnp.where(jnp.asarray(fresh).reshape((-1,) + (1,) * (a.ndim - 1)), a, b), start, evaluated)
+    state = lm_select(~np.isfinite(np.asarray(saved["cost"], float)), start, evaluated)
     return eqx.tree_at(lambda s: (s.lam, s.done, s.failed), state, (
         jnp.asarray(saved["lam"], dtype), jnp.asarray(saved["done"], bool), jnp.asarray(saved["failed"], bool)))
+
+
+def lm_select(take, new: LMState, old: LMState) -> LMState:
+    """Per start: `new`'s state where `take` `(starts,)` is true, else `old`'s."""
+    take = jnp.asarray(take)
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(take.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)

@@ -25,7 +25,7 @@ import numpy as np
 from .._atomic import atomic_path
 from .._features import spike_features
 from .._fit import FitInterrupted
-from .._fit._least_squares import LM_CHUNK, lm_chunk, lm_restored, lm_saved, lm_start
+from .._fit._least_squares import LM_CHUNK, lm_chunk, lm_restored, lm_saved, lm_select, lm_start
 from .._interrupts import interrupts_raise
 from ._recorded import (
     DEFAULT_FEATURES,
@@ -324,10 +324,10 @@ def _refine(s, x, scores, starts, iterations, rtol, progress, save, bar):
     s["problem"] = problem
     r = progress.refine
     if r is None:
-        slots = order[:k]
-        r = dict(slots=slots, entry=list(range(k)), following=k, rounds=0, iterations=0,
-                 report=[dict(candidate=i, search_score=float(scores[i]), status="ok") for i in slots])
-        state = lm_start(problem, jnp.asarray(coordinates(problem, x[slots]), dtype), dtype)
+        # `report` holds a record per start tried; `entry[j]` is slot j's current record.
+        r = dict(entry=list(range(k)), rounds=0, iterations=0,
+                 report=[dict(candidate=i, search_score=float(scores[i]), status="ok") for i in order[:k]])
+        state = lm_start(problem, jnp.asarray(coordinates(problem, x[_slots(r)]), dtype), dtype)
     else:
         state = lm_restored(problem, r["lm"], dtype)
     progress.refine = r
@@ -350,34 +350,33 @@ def _refine(s, x, scores, starts, iterations, rtol, progress, save, bar):
             bar.update(int(count))
     for j in np.flatnonzero(np.asarray(state.failed)):  # failed, with no candidate left to replace it
         r["report"][r["entry"][j]]["status"] = "failed"
-    return state, r["slots"], r["report"]
+    return state, _slots(r), r["report"]
+
+
+def _slots(r):
+    """The search candidate each refinement slot is working on."""
+    return [r["report"][e]["candidate"] for e in r["entry"]]
 
 
 def _replace_failed(problem, state, r, order, scores, x, dtype):
     """Starts that failed where they began take the next search candidates (a round of
-    replacement; three at most)."""
+    replacement; three at most). The candidates tried so far are `order[:len(report)]`."""
     failed = np.flatnonzero(np.asarray(state.failed))
-    if failed.size == 0 or r["rounds"] >= 3 or r["following"] >= len(order):
+    if failed.size == 0 or r["rounds"] >= 3 or len(r["report"]) >= len(order):
         return state
     r["rounds"] += 1
-    take = np.zeros(len(r["slots"]), bool)
+    take = np.zeros(len(r["entry"]), bool)
     for j in failed:
-        if r["following"] >= len(order):
+        if len(r["report"]) >= len(order):
             break
-        new = order[r["following"]]
+        new = order[len(r["report"])]
         r["report"][r["entry"][j]]["status"] = "failed"
+        replaces = r["report"][r["entry"][j]]["candidate"]
         r["entry"][j] = len(r["report"])
-        r["report"].append(dict(candidate=new, search_score=float(scores[new]), status="replacement",
-                                replaces=int(r["slots"][j])))
-        r["slots"][j] = new
-        r["following"] += 1
+        r["report"].append(dict(candidate=new, search_score=float(scores[new]), status="replacement", replaces=replaces))
         take[j] = True
-    fresh = lm_start(problem, jnp.asarray(coordinates(problem, x[r["slots"]]), dtype), dtype)
-    return _merge(jnp.asarray(take), fresh, state)
-
-
-def _merge(take, new, old):
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(take.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
+    fresh = lm_start(problem, jnp.asarray(coordinates(problem, x[_slots(r)]), dtype), dtype)
+    return lm_select(take, fresh, state)
 
 
 def _assemble(s, state, slots, report, x, scores, n_failed):

@@ -24,35 +24,33 @@ SEARCH_TOL = 1e-4  # the search's rtol and atol
 
 
 def score_candidates(s, x):
-    """Search score of every candidate `(n, p)`: Σ ((f − recorded)/tolerance)² over the
-    features (inf where the solve failed or the rest is unstable), in chunks of at most
-    `CHUNK` (each chunk one compiled batched solve)."""
+    """Search score of at most `s["chunk"]` candidates `(n, p)`, one compiled batched solve
+    (padded to the chunk, so every chunk reuses it): Σ ((f − recorded)/tolerance)² over the
+    features (inf where the solve failed or the rest is unstable)."""
     n = x.shape[0]
     chunk = s["chunk"]
-    pad = (-n) % chunk
-    x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
+    x = np.concatenate([x, np.repeat(x[-1:], chunk - n, axis=0)])
     batch = at_rest(with_values(s["model"], s["free"], x), s["v_rest"], s["holding"])
     stable = rest_is_stable(batch, s["v_rest"], s["holding"])
     ts = jnp.arange(0.0, s["t_fit"], SEARCH_DT)
     tr = simulate(batch, s["stimulus"], t1=float(ts[-1]), ts=ts, v0=s["v_rest"], save="V", rtol=SEARCH_TOL,
                   atol=SEARCH_TOL, throw=False, max_steps=max(s["max_steps"] // 4, 1),
                   batching=Batching(chunk_size=chunk, per_neuron=True))
-    parts = [batch_features(ts, tr.V[i:i + chunk], s["onset"], s["offset"], s["threshold"]) for i in range(0, x.shape[0], chunk)]
-    feats = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+    feats = {k: np.asarray(v) for k, v in batch_features(ts, tr.V, s["onset"], s["offset"], s["threshold"]).items()}
     r = scaled(feats, s["recorded"], s["scale"], s["keys"])
     score = np.sum(r**2, axis=-1)
     score = np.where(stable & feats["solved"].astype(bool) & np.isfinite(score), score, np.inf)
     return score[:n]
 
 
-def search(s, candidates, seed, progress=None, save=None):
+def search(s, candidates, seed, progress, save):
     """Sobol points over the bounds, then half as many drawn around the best 1/16 of them.
-    With `progress` (a `Progress`), the scores are kept there chunk by chunk and `save()`
-    is called after each, so an interrupted search resumes at its next chunk (the points
-    are deterministic given `seed`)."""
+    The scores are kept in `progress.search` chunk by chunk and `save()` is called after
+    each, so an interrupted search resumes at its next chunk (the points are deterministic
+    given `seed`)."""
     model, bounds = s["model"], s["bounds"]
     p = len(bounds)
-    state = progress.search if progress is not None else {}
+    state = progress.search
     if not state:
         x = from_unit(model, bounds, qmc.Sobol(d=p, scramble=True, seed=seed).random(candidates))
         state.update(x=x, scores=np.full(candidates, np.nan), round=1)
@@ -85,5 +83,4 @@ def _score_pending(s, state, begin, end, save):
         j = min(i + s["chunk"], end)
         if np.any(np.isnan(state["scores"][i:j])):
             state["scores"][i:j] = score_candidates(s, state["x"][i:j])
-            if save is not None:
-                save()
+            save()

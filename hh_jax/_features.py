@@ -45,7 +45,7 @@ def safe_mean(total, n):
 
 
 @jax.jit
-def spikes_in_window(t, V, threshold, start, stop, valid) -> dict:
+def spikes_in_window(t, V, threshold, start, stop, valid, between=None) -> dict:
     """Spike-by-spike measures of one trace, fixed-shape and differentiable in V.
 
     Spike k (k = 1, 2, …) is the k-th upward crossing; sample j belongs to spike `run[j]`,
@@ -54,8 +54,13 @@ def spikes_in_window(t, V, threshold, start, stop, valid) -> dict:
     differ from the samples between the two peaks only by stretches above the threshold, so
     it is eFEL's minimum between the peaks. Only spikes that cross in [start, stop]
     (ms) count. Returns count, crossing times (ms, padded with NaN), mean peak (mV), mean
-    peak vertex (mV, see below), mean width at the threshold (ms), mean minimum between
-    counted spikes (mV).
+    width at the threshold (ms), mean minimum between counted spikes (mV).
+
+    Given `between` (a `_continuous.Cubic`: the slopes at the samples, or a
+    `LocalSolution`: the solution itself), every crossing, maximum and minimum is located
+    between samples instead of linearly or at a sample: the same definitions on the
+    continuous trace, whose derivatives in the model's parameters follow the spikes rather
+    than the sampling phase.
     """
     n = t.shape[0]
     pair = valid[:-1] & valid[1:]
@@ -63,6 +68,17 @@ def spikes_in_window(t, V, threshold, start, stop, valid) -> dict:
     down, t_down = crossings_linear(t, -V, -threshold)  # back below: b > thr ≥ a
     up, down = up & pair, down & pair
     run = jnp.concatenate([jnp.zeros(1, jnp.int32), jnp.cumsum(up, dtype=jnp.int32)])
+    above = (V >= threshold) & valid
+    peak, peak_at = _extreme_per_spike(V, above, run, n, maximum=True)
+    trough, trough_at = _extreme_per_spike(V, valid, run, n, maximum=False)
+    if between is not None:
+        h = t[1:] - t[:-1]
+        peak_at = jnp.where(between.dVdt[peak_at] >= 0, peak_at, peak_at - 1)  # a peak follows a rising sample
+        trough_at = jnp.where(between.dVdt[trough_at] <= 0, trough_at, trough_at - 1)
+        t_up, t_down, peak_c, trough_c = between.events(up, (t_up - t[:-1]) / h, down, (t_down - t[:-1]) / h, peak_at,
+                                                         trough_at, threshold)
+        peak = jnp.where(jnp.isfinite(peak), peak_c, peak)
+        trough = jnp.where(jnp.isfinite(trough), trough_c, trough)
     k_up = jnp.where(up, run[1:], 0)  # 0 collects the intervals without a crossing
     k_down = jnp.where(down, run[:-1], 0)
     t_spike = jnp.zeros(n, t_up.dtype).at[k_up].add(jnp.where(up, t_up, 0.0))
@@ -70,21 +86,7 @@ def spikes_in_window(t, V, threshold, start, stop, valid) -> dict:
     ended = jnp.zeros(n, bool).at[k_down].max(down)
     counted = jnp.zeros(n, bool).at[k_up].max(up & (t_up >= start) & (t_up <= stop)).at[0].set(False)
     count = jnp.sum(counted)
-
-    above = (V >= threshold) & valid
-    peak = jax.ops.segment_max(jnp.where(above, V, -jnp.inf), jnp.where(above, run, 0), num_segments=n)
-    # The peak's vertex: the parabola through spike k's largest sample and its neighbours
-    # (uniform sampling assumed); unlike the largest sample it moves smoothly as the spike
-    # shifts between samples, so fits take its derivative (`ap_peak_vertex`, mV).
-    idx = jnp.arange(n)
-    top = above & (V == peak[jnp.where(above, run, 0)])
-    j = jnp.clip(jax.ops.segment_max(jnp.where(top, idx, -1), jnp.where(above, run, 0), num_segments=n), 1, n - 2)
-    v0, vm, vp = V[j], V[j - 1], V[j + 1]
-    curve = vp - 2.0 * v0 + vm
-    bend = jnp.where(curve < 0, curve, -1.0)
-    vertex = jnp.where(curve < 0, v0 - (vp - vm) ** 2 / (8.0 * bend), v0)
-    trough = jax.ops.segment_min(jnp.where(valid, V, jnp.inf), jnp.where(valid, run, 0), num_segments=n)
-    between = counted[:-1] & counted[1:]  # spikes k and k+1 both counted
+    successive = counted[:-1] & counted[1:]  # spikes k and k+1 both counted
     width_ok = counted & ended
 
     (order,) = jnp.nonzero(counted, size=n, fill_value=0)
@@ -93,10 +95,20 @@ def spikes_in_window(t, V, threshold, start, stop, valid) -> dict:
         "count": count,
         "times": times,
         "ap_peak": safe_mean(jnp.sum(jnp.where(counted, peak, 0.0)), count),
-        "ap_peak_vertex": safe_mean(jnp.sum(jnp.where(counted, vertex, 0.0)), count),
         "ap_width": safe_mean(jnp.sum(jnp.where(width_ok, t_end - t_spike, 0.0)), jnp.sum(width_ok)),
-        "ahp": safe_mean(jnp.sum(jnp.where(between, trough[:-1], 0.0)), jnp.sum(between)),
+        "ahp": safe_mean(jnp.sum(jnp.where(successive, trough[:-1], 0.0)), jnp.sum(successive)),
     }
+
+
+def _extreme_per_spike(V, member, run, n, maximum):
+    """Per spike (segment `run` over the samples in `member`): the largest (smallest) sample
+    and its index (clipped to 1 … n − 2, so that it has neighbours)."""
+    sign = 1.0 if maximum else -1.0
+    seg = jnp.where(member, run, 0)
+    best = sign * jax.ops.segment_max(jnp.where(member, sign * V, -jnp.inf), seg, num_segments=n)
+    top = member & (V == best[seg])
+    j = jnp.clip(jax.ops.segment_max(jnp.where(top, jnp.arange(n), -1), seg, num_segments=n), 1, n - 2)
+    return best, j
 
 
 @jax.jit

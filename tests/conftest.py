@@ -49,6 +49,7 @@ _SLOW_TESTS = {
     "test_cli.py": {"test_simulate_then_fit_recovers_parameters"},
     "test_solve_options.py": {"test_one_failure_table_for_neurons_and_networks"},
     "test_network_solvers.py": {"test_forward_mode_through_an_adaptive_network_equals_reverse_mode"},
+    "test_fit_recording.py": {"test_feature_jacobian_follows_the_spikes_not_the_sampling_phase"},
 }
 
 

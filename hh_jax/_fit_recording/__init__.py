@@ -309,19 +309,8 @@ def _refine(s, x, scores, starts, iterations, rtol, progress, save, bar):
     state goes into `progress` and `save()` runs after every compiled chunk."""
     order = [int(i) for i in np.argsort(scores) if np.isfinite(scores[i])]
     k = min(starts, len(order))
-    model, bounds = s["model"], s["bounds"]
-    log = tuple(n in model.positive_parameters for n in bounds)
-    lo = np.array([np.log(b[0]) if lg else b[0] for b, lg in zip(bounds.values(), log)])
-    hi = np.array([np.log(b[1]) if lg else b[1] for b, lg in zip(bounds.values(), log)])
     dtype = jnp.result_type(float)
-    arr = lambda v: jnp.asarray(v, dtype)  # noqa: E731
-    problem = FeatureProblem(
-        model=model, stimulus=s["stimulus"], ts=jnp.arange(0.0, s["t_fit"], REFINE_DT, dtype=dtype),
-        recorded=arr([s["recorded"][f] for f in s["keys"]]), tolerance=arr([s["scale"][f] for f in s["keys"]]),
-        lo=arr(lo), hi=arr(hi), v_rest=arr(s["v_rest"]), holding=arr(s["holding"]), onset=arr(s["onset"]),
-        offset=arr(s["offset"]), threshold=arr(s["threshold"]), rtol=arr(rtol), names=tuple(bounds), log=log,
-        keys=s["keys"], max_steps=s["max_steps"])
-    s["problem"] = problem
+    problem = s["problem"] = feature_problem(s, rtol)
     r = progress.refine
     if r is None:
         # `report` holds a record per start tried; `entry[j]` is slot j's current record.
@@ -351,6 +340,25 @@ def _refine(s, x, scores, starts, iterations, rtol, progress, save, bar):
     for j in np.flatnonzero(np.asarray(state.failed)):  # failed, with no candidate left to replace it
         r["report"][r["entry"][j]]["status"] = "failed"
     return state, _slots(r), r["report"]
+
+
+def feature_problem(s, rtol, keys=None, unit=None) -> FeatureProblem:
+    """The refinement's residuals for the setup `s`: features `keys` (default the fit's) in
+    units `unit` (default their scales), traces sampled every `REFINE_DT`."""
+    model, bounds = s["model"], s["bounds"]
+    keys = s["keys"] if keys is None else tuple(keys)
+    unit = [s["scale"][f] for f in keys] if unit is None else unit
+    log = tuple(n in model.positive_parameters for n in bounds)
+    lo = np.array([np.log(b[0]) if lg else b[0] for b, lg in zip(bounds.values(), log)])
+    hi = np.array([np.log(b[1]) if lg else b[1] for b, lg in zip(bounds.values(), log)])
+    dtype = jnp.result_type(float)
+    arr = lambda v: jnp.asarray(v, dtype)  # noqa: E731
+    return FeatureProblem(
+        model=model, stimulus=s["stimulus"], ts=jnp.arange(0.0, s["t_fit"], REFINE_DT, dtype=dtype),
+        recorded=arr([s["recorded"][f] for f in keys]), tolerance=arr(unit), lo=arr(lo), hi=arr(hi),
+        v_rest=arr(s["v_rest"]), holding=arr(s["holding"]), onset=arr(s["onset"]), offset=arr(s["offset"]),
+        threshold=arr(s["threshold"]), rtol=arr(rtol), names=tuple(bounds), log=log, keys=keys,
+        max_steps=s["max_steps"])
 
 
 def _slots(r):

@@ -10,11 +10,14 @@ fitted parameters.
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._analysis import spike_times
+from .._simulate import simulate
+from .._continuous import Cubic, local_solution
 from .._features import FEATURES, base_window, safe_mean, spikes_in_window, spike_timing, spike_features
 
 # Tolerances (absolute, in each feature's unit; `isi` relative to the recording): the
@@ -110,26 +113,45 @@ def measure(t, V, onset, offset, threshold) -> dict:
     return feats, noise
 
 
-def model_features(ts, V, onset, offset, threshold):
-    """The features of one simulated trace as a dict of scalars (differentiable in V, NaN
-    where there are too few spikes), with `ap_peak` the parabolic vertex of each peak (it
-    moves smoothly as a spike shifts between samples)."""
-    valid = jnp.isfinite(V)
-    spikes = spikes_in_window(ts, V, threshold, onset, offset, valid)
+def model_features(ts, V, onset, offset, threshold, between):
+    """The features of one simulated trace `V` at `ts` as a dict of scalars (differentiable in
+    V, NaN where there are too few spikes), every crossing, peak and trough located
+    `between` samples (a `_continuous.Cubic` or `LocalSolution`): they move with the
+    spikes, not with the sampling phase, and so do their derivatives."""
+    valid = jnp.isfinite(V) & jnp.isfinite(between.dVdt)
+    spikes = spikes_in_window(ts, V, threshold, onset, offset, valid, between)
     timing = spike_timing(spikes["times"], spikes["count"], onset)
     base = base_window(ts, onset, valid)
     return {
         "spike_count": spikes["count"].astype(V.dtype),
         "resting": safe_mean(jnp.sum(jnp.where(base, V, 0.0)), jnp.sum(base)),
         **timing,
-        "ap_peak": spikes["ap_peak_vertex"],
+        "ap_peak": spikes["ap_peak"],
         "ap_width": spikes["ap_width"],
         "ahp": spikes["ahp"],
         "solved": jnp.all(valid),
     }
 
 
-batch_features = jax.jit(jax.vmap(model_features, in_axes=(None, 0, None, None, None)))
+def simulated_features(membrane, stimulus, ts, v_rest, onset, offset, threshold, resolve: bool, **solver):
+    """Simulate `membrane` (a neuron or a batch: one solve) from `v_rest` at the samples `ts`,
+    saving every state, and measure `model_features` per neuron: on the cubic through the
+    samples and the vector field's slopes, or, if `resolve`, on the solution integrated again
+    near every event (exact derivatives; `_continuous`). Returns (features `(*batch,)` each,
+    the trace)."""
+    tr = simulate(membrane, stimulus, t1=ts[-1], ts=ts, v0=v_rest, save="all", **solver)
+    y = jnp.stack([tr.V] + [tr.gates[name] for name in membrane.state_names[1:]])  # (states, *batch, time)
+
+    def one(m, y):
+        between = local_solution(m, stimulus, ts, y)
+        if not resolve:
+            between = Cubic(t=between.t, V=between.V, dVdt=between.dVdt)
+        return model_features(ts, y[0], onset, offset, threshold, between)
+
+    if tr.V.ndim == 1:
+        return one(membrane, y), tr
+    axes = jax.tree_util.tree_map(lambda x: 0 if eqx.is_array(x) and x.ndim >= 1 else None, membrane)
+    return jax.vmap(one, in_axes=(axes, 1))(membrane, y), tr
 
 
 def scaled(values: dict, recorded: dict, tol: dict, keys) -> np.ndarray:

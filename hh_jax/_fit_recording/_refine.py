@@ -3,8 +3,9 @@ r_f = (f_model − f_recorded) / tolerance_f from several starts at once, and th
 errors of the fitted parameters from the feature Jacobian and the features' noise.
 
 The residuals come from one solve per start (the model at its own rest, EL from the leak
-rule), features as `hh.spike_features` defines them, with the AP peak taken at each peak's
-parabolic vertex so that it moves smoothly as a spike shifts between samples. Jacobians are
+rule), features as `hh.spike_features` defines them, located on the cubic Hermite
+interpolant through the samples and the vector field's slopes there, so that they and their
+derivatives follow the spikes rather than the sampling phase. Jacobians are
 by forward mode through the solver, and the iterations are `hh.fit`'s own (one copy of the
 rule: `_fit._least_squares`, driven by `fit_recording`).
 """
@@ -18,9 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._fit._uncertainty import sandwich_covariance
-from ._recorded import model_features
+from ._recorded import simulated_features
 from ._rest import at_rest
-from .._simulate import simulate
 
 
 class FeatureProblem(eqx.Module):
@@ -60,10 +60,9 @@ class FeatureProblem(eqx.Module):
         # max_steps.
         finite = jnp.all(jnp.isfinite(u))
         u = jnp.where(finite, u, 0.0)
-        tr = simulate(self.membrane(u), self.stimulus, t1=self.ts[-1], ts=self.ts, v0=self.v_rest, save="V",
-                      rtol=self.rtol, atol=self.rtol, max_steps=self.max_steps, throw=False,
-                      **({} if adjoint is None else {"adjoint": adjoint}))
-        f = model_features(self.ts, tr.V, self.onset, self.offset, self.threshold)
+        f, tr = simulated_features(self.membrane(u), self.stimulus, self.ts, self.v_rest, self.onset, self.offset,
+                                   self.threshold, True, rtol=self.rtol, atol=self.rtol, max_steps=self.max_steps,
+                                   throw=False, **({} if adjoint is None else {"adjoint": adjoint}))
         return jnp.stack([f[k] for k in self.keys]), f["solved"] & tr.success & finite
 
     def residuals(self, u):

@@ -14,12 +14,11 @@ import numpy as np
 from scipy.stats import qmc
 
 from .._batch import Batching
-from ._recorded import batch_features, scaled
+from ._recorded import scaled, simulated_features
 from ._rest import at_rest, from_unit, rest_is_stable, to_unit, with_values
-from .._simulate import simulate
 
 OWNER = "hh.fit_recording"
-SEARCH_DT = 0.1  # ms: sampling of the search's traces (the AP peak from its parabolic vertex)
+SEARCH_DT = 0.1  # ms: sampling of the search's traces (features on the cubic between samples)
 SEARCH_TOL = 1e-4  # the search's rtol and atol
 
 
@@ -33,10 +32,10 @@ def score_candidates(s, x):
     batch = at_rest(with_values(s["model"], s["free"], x), s["v_rest"], s["holding"])
     stable = rest_is_stable(batch, s["v_rest"], s["holding"])
     ts = jnp.arange(0.0, s["t_fit"], SEARCH_DT)
-    tr = simulate(batch, s["stimulus"], t1=float(ts[-1]), ts=ts, v0=s["v_rest"], save="V", rtol=SEARCH_TOL,
-                  atol=SEARCH_TOL, throw=False, max_steps=max(s["max_steps"] // 4, 1),
-                  batching=Batching(chunk_size=chunk, per_neuron=True))
-    feats = {k: np.asarray(v) for k, v in batch_features(ts, tr.V, s["onset"], s["offset"], s["threshold"]).items()}
+    feats, _ = simulated_features(batch, s["stimulus"], ts, s["v_rest"], s["onset"], s["offset"], s["threshold"], False,
+                                  rtol=SEARCH_TOL, atol=SEARCH_TOL, throw=False, max_steps=max(s["max_steps"] // 4, 1),
+                                  batching=Batching(chunk_size=chunk, per_neuron=True))
+    feats = {k: np.asarray(v) for k, v in feats.items()}
     r = scaled(feats, s["recorded"], s["scale"], s["keys"])
     score = np.sum(r**2, axis=-1)
     score = np.where(stable & feats["solved"].astype(bool) & np.isfinite(score), score, np.inf)

@@ -36,7 +36,6 @@ import jax.numpy as jnp
 
 NEWTON_STEPS = 4  # from the linear estimate: quadratic convergence, below float64 resolution
 SUBSTEPS = 8  # Runge–Kutta substeps from the nearest sample to an event (at most half an interval)
-EVENT_SPACING = 20  # samples per refined event at most
 LOCAL_NEWTON_STEPS = 1  # locating on the integrated solution (one more step then carries the derivatives)
 
 
@@ -144,8 +143,8 @@ class LocalSolution(Cubic):
     """Events between samples on the solution itself: located on the cubic, then Newton's
     method on the ODE integrated again from the nearest sample (`SUBSTEPS` classical
     Runge–Kutta steps over at most half an interval), all events in one batch. The first
-    `max_events` crossings of each kind, maxima and minima are refined (one per 20 samples:
-    1 kHz at 0.05 ms sampling); any later ones stay on the cubic. Built by `local_solution`
+    `max_events` crossings of each kind, maxima and minima are refined; any later ones stay
+    on the cubic. Built by `local_solution`
     from a membrane, its stimulus and the saved state `y` `(states, time)` of one neuron."""
 
     membrane: eqx.Module
@@ -227,11 +226,12 @@ def _newton_extremum(V, dV, ddV, maximum: bool):
     return V - jnp.where(ok, 0.5 * dV * _newton_step(dV, ddV), 0.0)
 
 
-def local_solution(membrane, stimulus, t, y) -> LocalSolution:
-    """`LocalSolution` of one neuron's saved state `y` `(states, time)` at times `t`."""
+def local_solution(membrane, stimulus, t, y, max_events: int) -> LocalSolution:
+    """`LocalSolution` of one neuron's saved state `y` `(states, time)` at times `t`,
+    refining at most `max_events` events of each kind (static)."""
     # The optimisation barriers (here and on the events) keep XLA from fusing the vector
     # field into each of the slope's many uses: under forward mode, without them, compiling
     # a feature Jacobian took minutes instead of seconds.
     dVdt = jax.lax.optimization_barrier(membrane.derivatives(y, stimulus(t))[0])
     return LocalSolution(t=t, V=y[0], dVdt=dVdt, membrane=membrane, stimulus=stimulus, y=y,
-                         max_events=max(16, t.shape[0] // EVENT_SPACING))
+                         max_events=max_events)

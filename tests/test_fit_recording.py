@@ -98,15 +98,14 @@ def test_rest_stability_agrees_with_a_perturbed_simulation():
         assert stable == (drift < 0.5), (v_rest, stable, drift)
 
 
-@pytest.mark.parametrize("resolve", [False, True], ids=["cubic", "local-solution"])
-def test_fit_features_match_spike_features_on_a_fine_trace(resolve):
+def test_fit_features_match_spike_features_on_a_fine_trace():
     cell = at_rest(hh.presets.pospischil(**TRUTH), -70.0, 0.0)
     step = hh.Step(start=ONSET, stop=OFFSET, amplitude=3.0)
     fine = jnp.arange(0.0, T1, 0.005)
     coarse = jnp.arange(0.0, T1, F.REFINE_DT)
     ref = hh.spike_features(np.asarray(fine), np.asarray(hh.simulate(cell, step, t1=float(fine[-1]), ts=fine, v0=-70.0,
                             save="V", rtol=1e-10, atol=1e-10).V), stim_start=ONSET, stim_end=OFFSET)
-    f, _ = simulated_features(cell, step, coarse, -70.0, ONSET, OFFSET, 0.0, resolve, rtol=1e-8, atol=1e-8)
+    f, _ = simulated_features(cell, step, coarse, -70.0, ONSET, OFFSET, 0.0, 32, rtol=1e-8, atol=1e-8)
     f = {k: float(v) for k, v in f.items()}
     assert ref["spike_count"] >= 4 and f["spike_count"] == ref["spike_count"]
     # Between samples of 0.05 ms, the crossings, peaks and troughs are where samples of

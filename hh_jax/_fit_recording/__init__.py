@@ -169,8 +169,10 @@ def fit_recording(
     batched solves; refinement runs from the `starts` best, replacing a start whose solve
     fails by the next candidate. Standard errors come from the Jacobian of the smooth
     features (all but the count and the rest) and their noise σ estimated from the
-    recording (sandwich covariance); they are local and, measured on synthetic cells, too small
-    (README, "Fitting a recorded cell"). Use float64 (`jax_enable_x64`).
+    recording (sandwich covariance), with every crossing, peak and trough located on the
+    solution between samples so that those derivatives follow the spikes; they are local
+    (linearised): on 20 synthetic cells the truth was within ±2 of them for 90 % of four
+    free parameters (README, "Fitting a recorded cell"). Use float64 (`jax_enable_x64`).
 
     **Arguments:**
     - `recording`: an `hh.Recording` with its current (µA/cm²), e.g. from `hh.load_trace`.
@@ -344,7 +346,9 @@ def _refine(s, x, scores, starts, iterations, rtol, progress, save, bar):
 
 def feature_problem(s, rtol, keys=None, unit=None) -> FeatureProblem:
     """The refinement's residuals for the setup `s`: features `keys` (default the fit's) in
-    units `unit` (default their scales), traces sampled every `REFINE_DT`."""
+    units `unit` (default their scales), traces sampled every `REFINE_DT`, the events of up
+    to twice the recorded spikes (+ 16) located between samples (a model that fires more is
+    far off and still scored)."""
     model, bounds = s["model"], s["bounds"]
     keys = s["keys"] if keys is None else tuple(keys)
     unit = [s["scale"][f] for f in keys] if unit is None else unit
@@ -358,7 +362,7 @@ def feature_problem(s, rtol, keys=None, unit=None) -> FeatureProblem:
         recorded=arr([s["recorded"][f] for f in keys]), tolerance=arr(unit), lo=arr(lo), hi=arr(hi),
         v_rest=arr(s["v_rest"]), holding=arr(s["holding"]), onset=arr(s["onset"]), offset=arr(s["offset"]),
         threshold=arr(s["threshold"]), rtol=arr(rtol), names=tuple(bounds), log=log, keys=keys,
-        max_steps=s["max_steps"])
+        max_steps=s["max_steps"], max_events=2 * int(s["recorded"]["spike_count"]) + 16)
 
 
 def _slots(r):

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._analysis import spike_times
 from .._simulate import simulate
-from .._continuous import Cubic, local_solution
+from .._continuous import local_solution
 from .._features import FEATURES, base_window, safe_mean, spikes_in_window, spike_timing, spike_features
 
 # Tolerances (absolute, in each feature's unit; `isi` relative to the recording): the
@@ -113,12 +113,12 @@ def measure(t, V, onset, offset, threshold) -> dict:
     return feats, noise
 
 
-def model_features(ts, V, onset, offset, threshold, between):
+def model_features(ts, V, onset, offset, threshold, between=None):
     """The features of one simulated trace `V` at `ts` as a dict of scalars (differentiable in
-    V, NaN where there are too few spikes), every crossing, peak and trough located
-    `between` samples (a `_continuous.Cubic` or `LocalSolution`): they move with the
-    spikes, not with the sampling phase, and so do their derivatives."""
-    valid = jnp.isfinite(V) & jnp.isfinite(between.dVdt)
+    V, NaN where there are too few spikes): from the samples, or with every crossing, peak and
+    trough located `between` them (a `_continuous.LocalSolution`), so that they and their
+    derivatives move with the spikes, not with the sampling phase."""
+    valid = jnp.isfinite(V) if between is None else jnp.isfinite(V) & jnp.isfinite(between.dVdt)
     spikes = spikes_in_window(ts, V, threshold, onset, offset, valid, between)
     timing = spike_timing(spikes["times"], spikes["count"], onset)
     base = base_window(ts, onset, valid)
@@ -133,25 +133,25 @@ def model_features(ts, V, onset, offset, threshold, between):
     }
 
 
-def simulated_features(membrane, stimulus, ts, v_rest, onset, offset, threshold, resolve: bool, **solver):
-    """Simulate `membrane` (a neuron or a batch: one solve) from `v_rest` at the samples `ts`,
-    saving every state, and measure `model_features` per neuron: on the cubic through the
-    samples and the vector field's slopes, or, if `resolve`, on the solution integrated again
-    near every event (exact derivatives; `_continuous`). Returns (features `(*batch,)` each,
+def simulated_features(membrane, stimulus, ts, v_rest, onset, offset, threshold, events=None, **solver):
+    """Simulate `membrane` (a neuron or a batch: one solve) from `v_rest` at the samples `ts`
+    and measure `model_features` per neuron: from the samples of V, or, given `events` (the
+    most spikes whose events are refined per trace), on the solution between samples
+    (every state saved; `_continuous.LocalSolution`). Returns (features `(*batch,)` each,
     the trace)."""
-    tr = simulate(membrane, stimulus, t1=ts[-1], ts=ts, v0=v_rest, save="all", **solver)
-    y = jnp.stack([tr.V] + [tr.gates[name] for name in membrane.state_names[1:]])  # (states, *batch, time)
+    tr = simulate(membrane, stimulus, t1=ts[-1], ts=ts, v0=v_rest, save="V" if events is None else "all", **solver)
+    if events is None:
+        one = lambda m, V: model_features(ts, V, onset, offset, threshold)  # noqa: E731
+        data = tr.V
+    else:
+        def one(m, y):
+            return model_features(ts, y[0], onset, offset, threshold, local_solution(m, stimulus, ts, y, events))
 
-    def one(m, y):
-        between = local_solution(m, stimulus, ts, y)
-        if not resolve:
-            between = Cubic(t=between.t, V=between.V, dVdt=between.dVdt)
-        return model_features(ts, y[0], onset, offset, threshold, between)
-
+        data = jnp.stack([tr.V] + [tr.gates[name] for name in membrane.state_names[1:]], axis=-2)  # (*batch, states, time)
     if tr.V.ndim == 1:
-        return one(membrane, y), tr
+        return one(membrane, data), tr
     axes = jax.tree_util.tree_map(lambda x: 0 if eqx.is_array(x) and x.ndim >= 1 else None, membrane)
-    return jax.vmap(one, in_axes=(axes, 1))(membrane, y), tr
+    return jax.vmap(one, in_axes=(axes, 0))(membrane, data), tr
 
 
 def scaled(values: dict, recorded: dict, tol: dict, keys) -> np.ndarray:

@@ -44,6 +44,7 @@ class FeatureProblem(eqx.Module):
     log: tuple = eqx.field(static=True)
     keys: tuple = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
+    max_events: int = eqx.field(static=True)  # spikes per trace whose events are located between samples
 
     def natural(self, u):
         z = self.lo + (self.hi - self.lo) * jax.nn.sigmoid(u)
@@ -61,7 +62,7 @@ class FeatureProblem(eqx.Module):
         finite = jnp.all(jnp.isfinite(u))
         u = jnp.where(finite, u, 0.0)
         f, tr = simulated_features(self.membrane(u), self.stimulus, self.ts, self.v_rest, self.onset, self.offset,
-                                   self.threshold, True, rtol=self.rtol, atol=self.rtol, max_steps=self.max_steps,
+                                   self.threshold, self.max_events, rtol=self.rtol, atol=self.rtol, max_steps=self.max_steps,
                                    throw=False, **({} if adjoint is None else {"adjoint": adjoint}))
         return jnp.stack([f[k] for k in self.keys]), f["solved"] & tr.success & finite
 

@@ -18,7 +18,7 @@ from ._recorded import scaled, simulated_features
 from ._rest import at_rest, from_unit, rest_is_stable, to_unit, with_values
 
 OWNER = "hh.fit_recording"
-SEARCH_DT = 0.1  # ms: sampling of the search's traces (features on the cubic between samples)
+SEARCH_DT = 0.1  # ms: sampling of the search's traces (features from the samples: scores only)
 SEARCH_TOL = 1e-4  # the search's rtol and atol
 
 
@@ -32,7 +32,7 @@ def score_candidates(s, x):
     batch = at_rest(with_values(s["model"], s["free"], x), s["v_rest"], s["holding"])
     stable = rest_is_stable(batch, s["v_rest"], s["holding"])
     ts = jnp.arange(0.0, s["t_fit"], SEARCH_DT)
-    feats, _ = simulated_features(batch, s["stimulus"], ts, s["v_rest"], s["onset"], s["offset"], s["threshold"], False,
+    feats, _ = simulated_features(batch, s["stimulus"], ts, s["v_rest"], s["onset"], s["offset"], s["threshold"],
                                   rtol=SEARCH_TOL, atol=SEARCH_TOL, throw=False, max_steps=max(s["max_steps"] // 4, 1),
                                   batching=Batching(chunk_size=chunk, per_neuron=True))
     feats = {k: np.asarray(v) for k, v in feats.items()}

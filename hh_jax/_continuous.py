@@ -11,7 +11,7 @@ still leaves the term off by h⁴·V⁽⁵⁾·T (the AP width's derivatives up 
 
 How, for every event of a trace in one batch (`LocalSolution`):
 1. locate it on the cubic Hermite interpolant through the samples and the vector field's
-   slopes there (`Cubic`; Newton's method from the linear estimate);
+   slopes there (Newton's method from the linear estimate);
 2. integrate the ODE again from the nearest sample to there (`SUBSTEPS` classical
    Runge–Kutta steps over at most half an interval) and take one Newton step on that
    solution to locate it better;
@@ -69,9 +69,9 @@ def crossing_fraction(v_a, v_b, d_a, d_b, h, level, guess):
     return s
 
 
-def extremum(v_a, v_b, d_a, d_b, h, maximum: bool):
-    """The cubic's maximum (or minimum) on the interval, where its slope changes sign inside:
-    (fraction s, value p(s)). Newton's method on p′ = 0 from where the linearly interpolated
+def extremum_fraction(v_a, v_b, d_a, d_b, h, maximum: bool):
+    """The fraction s of the cubic's maximum (or minimum) on the interval, where its slope
+    changes sign inside: Newton's method on p′ = 0 from where the linearly interpolated
     slope vanishes; where the slope does not change sign, the larger (smaller) end."""
     sign = 1.0 if maximum else -1.0
     inside = (sign * d_a >= 0) & (sign * d_b <= 0) & (d_a != d_b)
@@ -81,24 +81,27 @@ def extremum(v_a, v_b, d_a, d_b, h, maximum: bool):
         ok = sign * bend < 0
         step = _slope(v_a, v_b, d_a, d_b, h, s) / jnp.where(ok, bend, 1.0)
         s = jnp.clip(jnp.where(ok, s - step, s), 0.0, 1.0)
-    end = jnp.where(sign * v_a >= sign * v_b, 0.0, 1.0)
-    s = jnp.where(inside, s, end)
-    return s, cubic(v_a, v_b, d_a, d_b, h, s)
+    return jnp.where(inside, s, jnp.where(sign * v_a >= sign * v_b, 0.0, 1.0))
 
 
-class Cubic(eqx.Module):
-    """Events between samples on the cubic Hermite interpolant of a trace `V` `(time,)` with
-    slopes `dVdt` (mV/ms) at times `t` (ms)."""
+class LocalSolution(eqx.Module):
+    """A neuron's solution near its saved samples: the state `y` `(states, time)` at times `t`
+    (ms), its potential `V` and slope `dVdt` (mV/ms, from the vector field), and what is
+    needed to integrate it again (`membrane`, `stimulus`). `events` locates a trace's
+    crossings and extrema between samples, all in one batch; the first `max_events` of each
+    kind are refined on the integrated solution, any later ones stay on the cubic. Built by
+    `local_solution`."""
 
     t: jax.Array
+    y: jax.Array
     V: jax.Array
     dVdt: jax.Array
-
-    def _ends(self, j):
-        return self.V[j], self.V[j + 1], self.dVdt[j], self.dVdt[j + 1], self.t[j + 1] - self.t[j]
+    membrane: eqx.Module
+    stimulus: eqx.Module
+    max_events: int = eqx.field(static=True)
 
     def events(self, up, up_guess, down, down_guess, peak_at, trough_at, level):
-        """Every spike event of a trace at once.
+        """Every spike event of the trace.
 
         **Arguments:** `up`, `down` `(time − 1,)`: the sample intervals where V crosses
         `level` (mV) upwards and downwards, with the linear interpolation's fractions
@@ -108,28 +111,50 @@ class Cubic(eqx.Module):
         **Returns:** (upward and downward crossing times (ms) per interval `(time − 1,)`,
         meaningful where crossed; the maxima and minima (mV) `(m,)`).
         """
+        # 1. Located on the cubic, without derivatives.
         frozen = _frozen(self)
         j = jnp.arange(self.t.shape[0] - 1)
         v_a, v_b, d_a, d_b, h = frozen._ends(j)
-        s_up = crossing_fraction(v_a, v_b, d_a, d_b, h, level, up_guess)
-        s_down = crossing_fraction(-v_a, -v_b, -d_a, -d_b, h, -level, down_guess)
-        s_peak, _ = extremum(*frozen._ends(peak_at), True)
-        s_trough, _ = extremum(*frozen._ends(trough_at), False)
-        return self._refined(up, s_up * h, down, s_down * h, peak_at, s_peak * h[peak_at], trough_at,
-                             s_trough * h[trough_at], level)
-
-    def _refined(self, up, tau_up, down, tau_down, peak_at, tau_peak, trough_at, tau_trough, level):
-        # Where an event was located (without derivatives), one Newton step from there
-        # carries them: the implicit function's derivative, exact to first order in the
-        # location's error.
-        j = jnp.arange(self.t.shape[0] - 1)
-        out = []
-        for at, tau in ((j, tau_up), (j, tau_down)):
-            V, dV, _ = self._on_cubic(at, tau)
-            out.append(self.t[at] + tau - _newton_step(V - level, dV))
+        tau_up = h * crossing_fraction(v_a, v_b, d_a, d_b, h, level, up_guess)
+        tau_down = h * crossing_fraction(-v_a, -v_b, -d_a, -d_b, h, -level, down_guess)
+        tau_peak = h[peak_at] * extremum_fraction(*frozen._ends(peak_at), True)
+        tau_trough = h[trough_at] * extremum_fraction(*frozen._ends(trough_at), False)
+        # On the cubic, one differentiated Newton step from there (the events past
+        # `max_events` keep these).
+        on_cubic = []
+        for tau in (tau_up, tau_down):
+            p, dp, _ = self._on_cubic(j, tau)
+            on_cubic.append(self.t[:-1] + tau - _newton_step(p - level, dp))
         for at, tau, maximum in ((peak_at, tau_peak, True), (trough_at, tau_trough, False)):
-            out.append(_newton_extremum(*self._on_cubic(at, tau), maximum))
-        return tuple(jax.lax.optimization_barrier(x) for x in out)  # see `local_solution`
+            on_cubic.append(_newton_extremum(*self._on_cubic(at, tau), maximum))
+        t_up, t_down, peak, trough = (jax.lax.optimization_barrier(x) for x in on_cubic)  # see `local_solution`
+
+        # 2. The first `max_events` of each kind on the integrated solution: one Newton step
+        # without derivatives to locate, one with them to measure.
+        n, k = tau_up.shape[0], min(self.max_events, tau_up.shape[0], peak_at.shape[0])
+        (i_up,) = jnp.nonzero(up, size=k, fill_value=n)
+        (i_down,) = jnp.nonzero(down, size=k, fill_value=n)
+        i_up_c, i_down_c = jnp.minimum(i_up, n - 1), jnp.minimum(i_down, n - 1)
+        at = jnp.concatenate([i_up_c, i_down_c, peak_at[:k], trough_at[:k]])
+        tau = jnp.concatenate([tau_up[i_up_c], tau_down[i_down_c], tau_peak[:k], tau_trough[:k]])
+        kind = jnp.arange(4 * k) // k  # 0, 1: crossings; 2: maxima; 3: minima
+        extreme = kind >= 2
+
+        def newton(V, dV, ddV):  # crossings: g = V − level; extrema: g = V′
+            g, dg = jnp.where(extreme, dV, V - level), jnp.where(extreme, ddV, dV)
+            ok = ~extreme | jnp.where(kind == 2, ddV < 0, ddV > 0)
+            return jnp.where(ok, _newton_step(g, dg), 0.0)
+
+        for _ in range(LOCAL_NEWTON_STEPS):
+            tau = tau - newton(*frozen._on_solution(at, tau))
+        V, dV, ddV = self._on_solution(at, tau)
+        step = newton(V, dV, ddV)
+        value = jnp.where(extreme, V - 0.5 * dV * step, self.t[at] + tau - step)
+        return (t_up.at[i_up].set(value[:k], mode="drop"), t_down.at[i_down].set(value[k:2 * k], mode="drop"),
+                peak.at[:k].set(value[2 * k:3 * k]), trough.at[:k].set(value[3 * k:]))
+
+    def _ends(self, j):
+        return self.V[j], self.V[j + 1], self.dVdt[j], self.dVdt[j + 1], self.t[j + 1] - self.t[j]
 
     def _on_cubic(self, j, tau):
         """V, V′, V″ on the cubic at t[j] + tau."""
@@ -137,20 +162,6 @@ class Cubic(eqx.Module):
         s = tau / h
         return (cubic(v_a, v_b, d_a, d_b, h, s), _slope(v_a, v_b, d_a, d_b, h, s) / h,
                 _curvature(v_a, v_b, d_a, d_b, h, s) / h**2)
-
-
-class LocalSolution(Cubic):
-    """Events between samples on the solution itself: located on the cubic, then Newton's
-    method on the ODE integrated again from the nearest sample (`SUBSTEPS` classical
-    Runge–Kutta steps over at most half an interval), all events in one batch. The first
-    `max_events` crossings of each kind, maxima and minima are refined; any later ones stay
-    on the cubic. Built by `local_solution`
-    from a membrane, its stimulus and the saved state `y` `(states, time)` of one neuron."""
-
-    membrane: eqx.Module
-    stimulus: eqx.Module
-    y: jax.Array
-    max_events: int = eqx.field(static=True)
 
     def field(self, t, y):
         return self.membrane.derivatives(y, self.stimulus(t))
@@ -180,32 +191,6 @@ class LocalSolution(Cubic):
         _, ddy = jax.jvp(lambda z: self.field(time, z), (y,), (dy,))
         return y[0], dy[0], ddy[0]
 
-    def _refined(self, up, tau_up, down, tau_down, peak_at, tau_peak, trough_at, tau_trough, level):
-        base = super()._refined(up, tau_up, down, tau_down, peak_at, tau_peak, trough_at, tau_trough, level)
-        n, k = tau_up.shape[0], min(self.max_events, tau_up.shape[0], peak_at.shape[0])
-        (i_up,) = jnp.nonzero(up, size=k, fill_value=n)
-        (i_down,) = jnp.nonzero(down, size=k, fill_value=n)
-        at = jnp.concatenate([jnp.minimum(i_up, n - 1), jnp.minimum(i_down, n - 1), peak_at[:k], trough_at[:k]])
-        tau = jnp.concatenate([tau_up[jnp.minimum(i_up, n - 1)], tau_down[jnp.minimum(i_down, n - 1)],
-                               tau_peak[:k], tau_trough[:k]])
-        extreme = jnp.arange(4 * k) >= 2 * k
-        maximum = (jnp.arange(4 * k) >= 2 * k) & (jnp.arange(4 * k) < 3 * k)
-
-        def newton(V, dV, ddV):  # crossings: g = V − level; extrema: g = V′
-            g, dg = jnp.where(extreme, dV, V - level), jnp.where(extreme, ddV, dV)
-            ok = ~extreme | jnp.where(maximum, ddV < 0, ddV > 0)
-            return jnp.where(ok, _newton_step(g, dg), 0.0), ok
-
-        frozen = _frozen(self)
-        for _ in range(LOCAL_NEWTON_STEPS):
-            tau = tau - newton(*frozen._on_solution(at, tau))[0]
-        V, dV, ddV = self._on_solution(at, tau)
-        step, _ = newton(V, dV, ddV)
-        value = jnp.where(extreme, V - 0.5 * dV * step, self.t[at] + tau - step)
-        t_up, t_down, peak, trough = base
-        return (t_up.at[i_up].set(value[:k], mode="drop"), t_down.at[i_down].set(value[k:2 * k], mode="drop"),
-                peak.at[:k].set(value[2 * k:3 * k]), trough.at[:k].set(value[3 * k:]))
-
 
 def _frozen(module):
     """The module without derivatives: for locating events, whose derivatives come from the
@@ -233,5 +218,4 @@ def local_solution(membrane, stimulus, t, y, max_events: int) -> LocalSolution:
     # field into each of the slope's many uses: under forward mode, without them, compiling
     # a feature Jacobian took minutes instead of seconds.
     dVdt = jax.lax.optimization_barrier(membrane.derivatives(y, stimulus(t))[0])
-    return LocalSolution(t=t, V=y[0], dVdt=dVdt, membrane=membrane, stimulus=stimulus, y=y,
-                         max_events=max_events)
+    return LocalSolution(t=t, y=y, V=y[0], dVdt=dVdt, membrane=membrane, stimulus=stimulus, max_events=max_events)

@@ -56,11 +56,10 @@ def spikes_in_window(t, V, threshold, start, stop, valid, between=None) -> dict:
     (ms) count. Returns count, crossing times (ms, padded with NaN), mean peak (mV), mean
     width at the threshold (ms), mean minimum between counted spikes (mV).
 
-    Given `between` (a `_continuous.Cubic`: the slopes at the samples, or a
-    `LocalSolution`: the solution itself), every crossing, maximum and minimum is located
-    between samples instead of linearly or at a sample: the same definitions on the
-    continuous trace, whose derivatives in the model's parameters follow the spikes rather
-    than the sampling phase.
+    Given `between` (a `_continuous.LocalSolution`: the solution itself), every crossing,
+    maximum and minimum is located between samples instead of linearly or at a sample: the
+    same definitions on the continuous trace, whose derivatives in the model's parameters
+    follow the spikes rather than the sampling phase.
     """
     n = t.shape[0]
     pair = valid[:-1] & valid[1:]

@@ -140,18 +140,24 @@ def simulated_features(membrane, stimulus, ts, v_rest, onset, offset, threshold,
     (every state saved; `_continuous.LocalSolution`). Returns (features `(*batch,)` each,
     the trace)."""
     tr = simulate(membrane, stimulus, t1=ts[-1], ts=ts, v0=v_rest, save="V" if events is None else "all", **solver)
+    return _measured(membrane, stimulus, ts, tr.V, tr.gates, onset, offset, threshold, events), tr
+
+
+@eqx.filter_jit
+def _measured(membrane, stimulus, ts, V, gates, onset, offset, threshold, events):
+    """`model_features` of each trace of `simulated_features` (one compiled program)."""
     if events is None:
         one = lambda m, V: model_features(ts, V, onset, offset, threshold)  # noqa: E731
-        data = tr.V
+        data = V
     else:
         def one(m, y):
             return model_features(ts, y[0], onset, offset, threshold, local_solution(m, stimulus, ts, y, events))
 
-        data = jnp.stack([tr.V] + [tr.gates[name] for name in membrane.state_names[1:]], axis=-2)  # (*batch, states, time)
-    if tr.V.ndim == 1:
-        return one(membrane, data), tr
+        data = jnp.stack([V] + [gates[name] for name in membrane.state_names[1:]], axis=-2)  # (*batch, states, time)
+    if V.ndim == 1:
+        return one(membrane, data)
     axes = jax.tree_util.tree_map(lambda x: 0 if eqx.is_array(x) and x.ndim >= 1 else None, membrane)
-    return jax.vmap(one, in_axes=(axes, 0))(membrane, data), tr
+    return jax.vmap(one, in_axes=(axes, 0))(membrane, data)
 
 
 def scaled(values: dict, recorded: dict, tol: dict, keys) -> np.ndarray:

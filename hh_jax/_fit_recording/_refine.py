@@ -3,9 +3,9 @@ r_f = (f_model − f_recorded) / tolerance_f from several starts at once, and th
 errors of the fitted parameters from the feature Jacobian and the features' noise.
 
 The residuals come from one solve per start (the model at its own rest, EL from the leak
-rule), features as `hh.spike_features` defines them, located on the cubic Hermite
-interpolant through the samples and the vector field's slopes there, so that they and their
-derivatives follow the spikes rather than the sampling phase. Jacobians are
+rule), features as `hh.spike_features` defines them, every crossing, peak and trough located
+on the solution between samples (`_continuous`), so that they and their derivatives follow
+the spikes rather than the sampling phase. Jacobians are
 by forward mode through the solver, and the iterations are `hh.fit`'s own (one copy of the
 rule: `_fit._least_squares`, driven by `fit_recording`).
 """

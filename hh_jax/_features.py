@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from ._analysis import check_trace, spike_times
-from ._crossing import crossings_linear
+from ._analysis import check_trace
+from ._crossing import crossings_linear, spike_times_padded
 from ._target import Target
 from ._validation import check_finite
 
@@ -185,21 +184,28 @@ def spike_features(
     if not stim_end > stim_start:
         raise ValueError(f"{owner}: `stim_end` must be after `stim_start` (ms), got {stim_start} and {stim_end}.")
     dtype = jnp.result_type(float)
-    t, V = t.astype(dtype), V.astype(dtype)
+    out = _spike_features(t.astype(dtype), V.astype(dtype), *(jnp.asarray(v, dtype) for v in (threshold, stim_start, stim_end)))
+    return {k: (int(v) if k == "spike_count" else float(v)) for k, v in out.items()}
+
+
+@jax.jit
+def _spike_features(t, V, threshold, start, stop):
+    """`spike_features` of one trace, one compiled program per trace length."""
     valid = jnp.isfinite(V)
-    spikes = spikes_in_window(t, V, threshold, stim_start, stim_end, valid)
-    times = np.asarray(spike_times(t, V, threshold))
-    times = times[(times >= stim_start) & (times <= stim_end)]
-    padded = jnp.concatenate([jnp.asarray(times, dtype), jnp.full(1, jnp.nan, dtype)])  # never empty
-    timing = spike_timing(padded, times.size, stim_start)
-    base = base_window(t, stim_start, valid)
-    out = {
+    spikes = spikes_in_window(t, V, threshold, start, stop, valid)
+    n = t.shape[0]
+    times, _ = spike_times_padded(t, V, threshold, (n + 1) // 2)  # a crossing needs a sample below and one above
+    inside = (times >= start) & (times <= stop)  # NaN padding is never inside
+    count = jnp.sum(inside)
+    (order,) = jnp.nonzero(inside, size=times.shape[0], fill_value=0)
+    timing = spike_timing(jnp.where(jnp.arange(times.shape[0]) < count, times[order], jnp.nan), count, start)
+    base = base_window(t, start, valid)
+    return {
         "resting": safe_mean(jnp.sum(jnp.where(base, V, 0.0)), jnp.sum(base)),
-        "spike_count": times.size,
+        "spike_count": count,
         **timing,
         **{k: spikes[k] for k in ("ap_peak", "ap_width", "ahp")},
     }
-    return {k: (v if k == "spike_count" else float(v)) for k, v in out.items()}
 
 
 def soft_spike_count(V, threshold, sharpness=2.0, mask=None):

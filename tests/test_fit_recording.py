@@ -11,6 +11,7 @@ import json
 import os
 import signal
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +21,7 @@ import hh_jax as hh
 from hh_jax import _cli_commands as commands
 from hh_jax import _fit_recording as F
 from hh_jax._cli_parse import add_fit_arguments
+from hh_jax._fit._least_squares import LM_CHUNK, _residuals_and_jacobian, lm_chunk, lm_start
 from hh_jax._fit_recording._recorded import simulated_features
 from hh_jax._fit_recording._rest import at_rest, leak_reversal, rest_is_stable
 
@@ -108,7 +110,7 @@ def test_fit_features_match_spike_features_on_a_fine_trace():
     f, _ = simulated_features(cell, step, coarse, -70.0, ONSET, OFFSET, 0.0, 32, rtol=1e-8, atol=1e-8)
     f = {k: float(v) for k, v in f.items()}
     assert ref["spike_count"] >= 4 and f["spike_count"] == ref["spike_count"]
-    # Between samples of 0.05 ms, the crossings, peaks and troughs are where samples of
+    # Between samples of REFINE_DT (0.1 ms), the crossings, peaks and troughs are where samples of
     # 0.005 ms put them (those differ from the continuous ones by ~0.01 mV at the peaks).
     tolerance = dict(isi=1e-3, first_spike=1e-3, resting=1e-6, ap_peak=0.03, ap_width=1e-3, ahp=1e-3, adaptation=1e-4)
     for k, tol in tolerance.items():
@@ -116,8 +118,9 @@ def test_fit_features_match_spike_features_on_a_fine_trace():
 
 
 def test_feature_jacobian_follows_the_spikes_not_the_sampling_phase(recording):
-    """The refinement's Jacobian (forward mode through the solver, traces sampled every
-    0.05 ms) against central differences over a step that moves the late spikes by many
+    """The refinement's Jacobians (forward mode through one solve of two starts with shared
+    steps, one tangent per parameter for both, traces sampled every `REFINE_DT`) against
+    central differences of each start alone over a step that moves the late spikes by many
     samples (so the sampling phase averages out); both in units of the features' noise
     measured on an Allen cell. The largest sample and linear crossings missed by up to 10⁴."""
     s = F._setup(recording, hh.presets.pospischil(VT=TRUTH["VT"], ENa=TRUTH["ENa"]), ("gNa", "gK", "gM", "gL"),
@@ -126,14 +129,17 @@ def test_feature_jacobian_follows_the_spikes_not_the_sampling_phase(recording):
     noise = dict(isi=0.30, first_spike=2.3, ap_peak=0.071, ap_width=0.0022, ahp=0.23, adaptation=0.0053)
     keys = tuple(noise)
     problem = F.feature_problem(s, rtol=1e-8, keys=keys, unit=[noise[k] for k in keys])
-    u = jnp.asarray(F.coordinates(problem, np.array([[TRUTH[k] for k in ("gNa", "gK", "gM", "gL")]]))[0])
-    J = np.asarray(jax.jit(jax.jacfwd(lambda u: problem.residuals(u)[0]))(u))
+    truth = np.array([TRUTH[k] for k in ("gNa", "gK", "gM", "gL")])
+    U = jnp.asarray(F.coordinates(problem, np.stack([truth, truth * np.array([1.1, 0.9, 1.2, 0.9])])))
+    _, J, ok = jax.jit(lambda U: _residuals_and_jacobian(problem, U))(U)
     features = jax.jit(lambda u: problem.features(u)[0])
     eps = 1e-2
-    J_fd = np.stack([(np.asarray(features(u.at[i].add(eps))) - np.asarray(features(u.at[i].add(-eps)))) / (2 * eps)
-                     for i in range(u.size)], axis=1) / np.array([noise[k] for k in keys])[:, None]
-    assert np.all(np.isfinite(J))
-    assert np.all(np.abs(J - J_fd) <= 0.05 * np.abs(J_fd) + 1.0), (J, J_fd)
+    assert np.all(np.asarray(ok))
+    for u, J_u in zip(U, np.asarray(J)):
+        J_fd = np.stack([(np.asarray(features(u.at[i].add(eps))) - np.asarray(features(u.at[i].add(-eps)))) / (2 * eps)
+                         for i in range(u.size)], axis=1) / np.array([noise[k] for k in keys])[:, None]
+        assert np.all(np.isfinite(J_u))
+        assert np.all(np.abs(J_u - J_fd) <= 0.05 * np.abs(J_fd) + 1.0), (J_u, J_fd)
 
 
 def test_synthetic_cell_is_recovered_within_tolerance(fitted, recording):
@@ -164,6 +170,31 @@ def test_a_failing_start_is_replaced_by_the_next_candidate(recording, searched_a
     statuses = [s["status"] for s in fit.starts]
     assert statuses[0] == "failed" and "replacement" in statuses
     assert np.isfinite(fit.score) and fit.within["spike_count"]
+
+
+class _SharedSolve(eqx.Module):
+    """Residuals u − 1 of every start, evaluated together as one solve with shared steps is:
+    all fail when any start has u₀ > 5."""
+
+    def batch_residuals(self, U):
+        return U - 1.0, jnp.broadcast_to(~jnp.any(U[:, 0] > 5.0), U.shape[:1])
+
+    def residuals(self, u):
+        r, ok = self.batch_residuals(u[None])
+        return r[0], ok[0]
+
+
+def test_a_start_that_fails_a_shared_solve_is_told_from_the_starts_it_held_up():
+    problem, dtype = _SharedSolve(), jnp.result_type(float)
+    U = jnp.asarray([[0.0, 0.0], [9.0, 0.0], [2.0, 3.0]], dtype)
+    state, _, _ = lm_chunk(problem, lm_start(problem, U, dtype), jnp.asarray(1), LM_CHUNK)
+    assert np.all(np.asarray(state.failed))  # the shared first evaluation failed for every start
+    state = F._isolate_failures(problem, state, np.asarray(state.failed), dtype)
+    assert np.asarray(state.failed).tolist() == [False, True, False]
+    # The others go on (the failed start is evaluated, and ignored, at the best one's point).
+    state, _, _ = lm_chunk(problem, state, jnp.asarray(LM_CHUNK), LM_CHUNK)
+    assert np.allclose(np.asarray(state.u)[[0, 2]], 1.0, atol=1e-6)
+    assert not np.any(np.asarray(state.failed)[[0, 2]])
 
 
 def _interrupt(monkeypatch, module, name, n, how):

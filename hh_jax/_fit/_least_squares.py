@@ -36,13 +36,26 @@ class LMState(eqx.Module):
     failed: jax.Array
 
 
-def _residuals_and_jacobian(problem, u):
-    def f(x):
-        r, ok = problem.residuals(x)
-        return r, (r, ok)
+def _residuals_and_jacobian(problem, U):
+    """Residuals `(starts, m)`, Jacobians `(starts, m, p)` and success `(starts,)` at
+    coordinates U `(starts, p)`. A problem with `batch_residuals` evaluates every start in one
+    call (one solve with shared steps); as start j's residuals depend on row j only, one
+    tangent per parameter, the same for every start, gives every start's Jacobian. Otherwise
+    each start's `residuals` are mapped over the starts."""
+    batched = getattr(problem, "batch_residuals", None)
+    if batched is None:
+        def one(x):
+            r, ok = problem.residuals(x)
+            return r, (r, ok)
 
-    J, (r, ok) = jax.jacfwd(f, has_aux=True)(u)
-    return r, J, ok
+        J, (r, ok) = jax.vmap(lambda x: jax.jacfwd(one, has_aux=True)(x))(U)
+        return r, J, ok
+
+    def along(e):  # every start's residuals and their derivative along parameter direction e
+        (r, ok), (dr, _) = jax.jvp(batched, (U,), (jnp.broadcast_to(e, U.shape),))
+        return r, dr, ok
+
+    return jax.vmap(along, out_axes=(None, -1, None))(jnp.eye(U.shape[1], dtype=U.dtype))
 
 
 def lm_start(problem, u, dtype) -> LMState:
@@ -78,7 +91,13 @@ def lm_chunk(problem, state: LMState, active, length: int):
     def iteration(carry):
         state, k, history = carry
         delta, size = jax.vmap(_trial_step)(state.J, state.r, state.lam, state.cost)
-        r_t, J_t, ok_t = jax.vmap(lambda x: _residuals_and_jacobian(problem, x))(state.u + delta)
+        # A start that is done stays where it is; one that failed is evaluated (and ignored)
+        # at the best start's coordinates, so that starts solved together are never held up
+        # by a point that cannot be solved.
+        trial = jnp.where(state.done[:, None], state.u, state.u + delta)
+        best = state.u[jnp.argmin(jnp.where(state.failed, jnp.inf, state.cost))]
+        trial = jnp.where(state.failed[:, None], best, trial)
+        r_t, J_t, ok_t = _residuals_and_jacobian(problem, trial)
         cost_t = jnp.sum(r_t**2, axis=-1)
         finite = ok_t & jnp.isfinite(cost_t) & jnp.all(jnp.isfinite(J_t), axis=(-2, -1))
         first = ~jnp.isfinite(state.cost) & ~state.done
@@ -93,7 +112,7 @@ def lm_chunk(problem, state: LMState, active, length: int):
         pick = lambda new, old: jnp.where(accept.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
         lam = jnp.where(first, state.lam, jnp.where(accept, state.lam / 3.0, state.lam * 4.0))
         new = LMState(
-            u=pick(state.u + delta, state.u), r=pick(r_t, state.r), J=pick(J_t, state.J),
+            u=pick(trial, state.u), r=pick(r_t, state.r), J=pick(J_t, state.J),
             cost=pick(cost_t, state.cost), lam=jnp.where(state.done, state.lam, jnp.clip(lam, 1e-12, 1e12)),
             done=state.done | small | tiny | stuck | failed, failed=failed,
         )

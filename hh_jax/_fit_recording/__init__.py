@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from .._features import spike_features
-from .._fit import FitInterrupted
+from .._fit import FitInterrupted, _least_squares
 from .._fit._least_squares import LM_CHUNK, lm_chunk, lm_restored, lm_saved, lm_select, lm_start
 from .._interrupts import interrupts_raise
 from ._recorded import (
@@ -40,10 +41,9 @@ from ._recorded import (
 from ._rest import (
     POSPISCHIL_FREE,
     as_arrays,
-    at_rest,
+    at_rest_with,
     check_model,
     search_bounds,
-    with_values,
 )
 from ._progress import Progress, fingerprint
 from ._refine import FeatureProblem, coordinates, standard_errors
@@ -56,7 +56,7 @@ from .._validation import check_count, check_finite, check_positive
 
 OWNER = "hh.fit_recording"
 CHUNK = 128  # candidates per compiled batched solve
-REFINE_DT = 0.05  # ms: sampling of the refinement's traces
+REFINE_DT = 0.1  # ms: sampling of the refinement's traces (events are located between samples)
 AFTER = 20.0  # ms simulated after the step's end while fitting (the features end with the step)
 
 
@@ -226,9 +226,12 @@ def fit_recording(
         state.save(checkpoint)
 
     bar = _progress_bar(progress, iterations)
+    setup["problem"] = feature_problem(setup, rtol)
+    compiling = _compile_refinement(setup["problem"], starts)
     with interrupts_raise():
         try:
             x, scores, n_failed = _search(setup, candidates, seed, state, save)
+            compiling.join()
             save()
             clock["stage"] = "refine"
             lm, slots, report = _refine(setup, x, scores, starts, iterations, rtol, state, save, bar)
@@ -312,12 +315,12 @@ def _refine(s, x, scores, starts, iterations, rtol, progress, save, bar):
     order = [int(i) for i in np.argsort(scores) if np.isfinite(scores[i])]
     k = min(starts, len(order))
     dtype = jnp.result_type(float)
-    problem = s["problem"] = feature_problem(s, rtol)
+    problem = s["problem"]
     r = progress.refine
-    if r is None:
+    if r is None or "lm" not in r:  # not started, or interrupted before its first chunk ended
         # `report` holds a record per start tried; `entry[j]` is slot j's current record.
-        r = dict(entry=list(range(k)), rounds=0, iterations=0,
-                 report=[dict(candidate=i, search_score=float(scores[i]), status="ok") for i in order[:k]])
+        r = r or dict(entry=list(range(k)), rounds=0, iterations=0,
+                      report=[dict(candidate=i, search_score=float(scores[i]), status="ok") for i in order[:k]])
         state = lm_start(problem, jnp.asarray(coordinates(problem, x[_slots(r)]), dtype), dtype)
     else:
         state = lm_restored(problem, r["lm"], dtype)
@@ -329,8 +332,10 @@ def _refine(s, x, scores, starts, iterations, rtol, progress, save, bar):
         # that cannot be evaluated is replaced at once.
         pending = bool(jnp.any(~jnp.isfinite(state.cost) & ~state.done))
         active = 1 if pending else min(LM_CHUNK, iterations - r["iterations"])
+        failed_before = np.asarray(state.failed)
         state, _, count = lm_chunk(problem, state, jnp.asarray(active), LM_CHUNK)
         r["iterations"] += int(count)
+        state = _isolate_failures(problem, state, np.asarray(state.failed) & ~failed_before, dtype)
         state = _replace_failed(problem, state, r, order, scores, x, dtype)
         r["lm"] = lm_saved(state)
         save()
@@ -342,6 +347,25 @@ def _refine(s, x, scores, starts, iterations, rtol, progress, save, bar):
     for j in np.flatnonzero(np.asarray(state.failed)):  # failed, with no candidate left to replace it
         r["report"][r["entry"][j]]["status"] = "failed"
     return state, _slots(r), r["report"]
+
+
+def _compile_refinement(problem, starts) -> threading.Thread:
+    """Compile the refinement's iterations (`lm_chunk` for `starts` starts, run for zero
+    iterations) in a thread while the search runs: the search's batched solves keep about
+    one of two CPU cores busy, and the compiled program is then found in JAX's cache. A
+    failure here only means the refinement compiles it itself."""
+    def run():
+        try:
+            dtype = jnp.result_type(float)
+            u = jnp.zeros((starts, len(problem.names)), dtype)
+            chunk = _least_squares.lm_chunk  # the same compiled function as `lm_chunk`
+            jax.block_until_ready(chunk(problem, lm_start(problem, u, dtype), jnp.asarray(0), LM_CHUNK))
+        except Exception:  # noqa: BLE001 — the refinement compiles it again and reports any error
+            pass
+
+    thread = threading.Thread(target=run, name="hh.fit_recording: compile refinement", daemon=True)
+    thread.start()
+    return thread
 
 
 def feature_problem(s, rtol, keys=None, unit=None) -> FeatureProblem:
@@ -368,6 +392,21 @@ def feature_problem(s, rtol, keys=None, unit=None) -> FeatureProblem:
 def _slots(r):
     """The search candidate each refinement slot is working on."""
     return [r["report"][e]["candidate"] for e in r["entry"]]
+
+
+def _isolate_failures(problem, state, new, dtype):
+    """The starts are solved together, so one start that cannot be solved fails the others
+    evaluated for the first time with it. When more than one start failed in one chunk
+    (`new`), each is evaluated again alone (the batch filled with copies of it: the same
+    compiled program); those that succeed alone start again where they were."""
+    if np.sum(new) < 2:
+        return state
+    u = np.asarray(state.u)
+    again = np.zeros(len(u), bool)
+    for j in np.flatnonzero(new):
+        alone = lm_start(problem, jnp.asarray(np.repeat(u[j:j + 1], len(u), axis=0), dtype), dtype)
+        again[j] = not bool(lm_chunk(problem, alone, jnp.asarray(1), LM_CHUNK)[0].failed[0])
+    return lm_select(again, lm_start(problem, state.u, dtype), state)
 
 
 def _replace_failed(problem, state, r, order, scores, x, dtype):
@@ -412,7 +451,7 @@ def _assemble(s, state, slots, report, x, scores, n_failed):
         b = int(np.argmin([scores[i] for i in slots]))
         x_best = x[slots[b]]
         se, cov = np.full(len(s["free"]), np.inf), np.full((len(s["free"]),) * 2, np.inf)
-    membrane = _scalars(at_rest(with_values(s["model"], s["free"], x_best), s["v_rest"], s["holding"]))
+    membrane = _scalars(at_rest_with(s["model"], s["free"], x_best, s["v_rest"], s["holding"]))
     parameters = {n: float(getattr(membrane, n)) for n in (*s["free"], "EL")}
     ts = jnp.asarray(rec.t, jnp.result_type(float))  # in float32 too: t1 is the last save time as rounded
     trace = simulate(membrane, s["stimulus"], t0=float(ts[0]), t1=float(ts[-1]), ts=ts, v0=s["v_rest"], save="V",

@@ -40,28 +40,55 @@ def leak_reversal(membrane, v_rest, holding):
 
 
 def at_rest(membrane, v_rest, holding):
-    """The membrane with EL from `leak_reversal`."""
+    """The membrane with EL from `leak_reversal` (one compiled program)."""
+    return _at_rest(membrane, *_as_arrays(v_rest, holding))
+
+
+def at_rest_with(model, names, x, v_rest, holding):
+    """`at_rest(with_values(model, names, x), v_rest, holding)`, one compiled program: a
+    batch of candidates when x `(n, p)` has a leading axis."""
+    return _at_rest_with(model, tuple(names), jnp.asarray(x, jnp.result_type(float)), *_as_arrays(v_rest, holding))
+
+
+def _as_arrays(*values):
+    return tuple(jnp.asarray(v, jnp.result_type(float)) for v in values)
+
+
+@eqx.filter_jit
+def _at_rest(membrane, v_rest, holding):
     return eqx.tree_at(lambda m: m.EL, membrane, leak_reversal(membrane, v_rest, holding))
+
+
+@eqx.filter_jit
+def _at_rest_with(model, names, x, v_rest, holding):
+    return _at_rest(with_values(model, names, x), v_rest, holding)
 
 
 def rest_is_stable(membrane, v_rest, holding) -> np.ndarray:
     """Per neuron: every eigenvalue of the vector field's Jacobian at the rest state has a
     negative real part (a perturbation decays back to rest)."""
     shape = membrane.batch_shape
+    n = int(np.prod(shape)) if shape else 1
+    J = np.asarray(_rest_jacobian(membrane, *_as_arrays(v_rest, holding)), float)
+    ok = np.all(np.isfinite(J), axis=(-2, -1))
+    eig = np.full((n, J.shape[-1]), np.inf, complex)
+    eig[ok] = np.linalg.eigvals(J[ok])
+    return (np.max(eig.real, axis=-1) < 0).reshape(shape)
+
+
+@eqx.filter_jit
+def _rest_jacobian(membrane, v_rest, holding):
+    """The vector field's Jacobian at the rest state `(n, states, states)` (flattened batch)."""
+    shape = membrane.batch_shape
     flat = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, shape).reshape(-1) if eqx.is_array(x) else x, membrane)
     flat = jax.tree_util.tree_map(lambda x: jnp.asarray(x) if isinstance(x, float) else x, flat)
-    n = int(np.prod(shape)) if shape else 1
 
     def jac(m):
         y = m.initial_state(v_rest)
         return jax.jacfwd(lambda y: m.derivatives(y, holding))(y)
 
     axes = jax.tree_util.tree_map(lambda x: 0 if eqx.is_array(x) and x.ndim == 1 else None, flat)
-    J = np.asarray(jax.vmap(jac, in_axes=(axes,))(flat) if shape else jac(membrane)[None], float)
-    ok = np.all(np.isfinite(J), axis=(-2, -1))
-    eig = np.full((n, J.shape[-1]), np.inf, complex)
-    eig[ok] = np.linalg.eigvals(J[ok])
-    return (np.max(eig.real, axis=-1) < 0).reshape(shape)
+    return jax.vmap(jac, in_axes=(axes,))(flat) if shape else jac(membrane)[None]
 
 
 def check_model(model, owner):

@@ -15,7 +15,7 @@ from scipy.stats import qmc
 
 from .._batch import Batching
 from ._recorded import scaled, simulated_features
-from ._rest import at_rest, from_unit, rest_is_stable, to_unit, with_values
+from ._rest import at_rest_with, from_unit, rest_is_stable, to_unit
 
 OWNER = "hh.fit_recording"
 SEARCH_DT = 0.1  # ms: sampling of the search's traces (features from the samples: scores only)
@@ -29,7 +29,7 @@ def score_candidates(s, x):
     n = x.shape[0]
     chunk = s["chunk"]
     x = np.concatenate([x, np.repeat(x[-1:], chunk - n, axis=0)])
-    batch = at_rest(with_values(s["model"], s["free"], x), s["v_rest"], s["holding"])
+    batch = at_rest_with(s["model"], s["free"], x, s["v_rest"], s["holding"])
     stable = rest_is_stable(batch, s["v_rest"], s["holding"])
     ts = jnp.arange(0.0, s["t_fit"], SEARCH_DT)
     feats, _ = simulated_features(batch, s["stimulus"], ts, s["v_rest"], s["onset"], s["offset"], s["threshold"],

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from .._features import spike_features
-from .._fit import FitInterrupted, _least_squares
+from .._fit import FitInterrupted
 from .._fit._least_squares import LM_CHUNK, lm_chunk, lm_restored, lm_saved, lm_select, lm_start
 from .._interrupts import interrupts_raise
 from ._recorded import (
@@ -171,7 +171,7 @@ def fit_recording(
     features (all but the count and the rest) and their noise σ estimated from the
     recording (sandwich covariance), with every crossing, peak and trough located on the
     solution between samples so that those derivatives follow the spikes; they are local
-    (linearised): on 20 synthetic cells the truth was within ±2 of them for 90 % of four
+    (linearised): on 20 synthetic cells the truth was within ±2 of them for 89 % of four
     free parameters (README, "Fitting a recorded cell"). Use float64 (`jax_enable_x64`).
 
     **Arguments:**
@@ -349,16 +349,16 @@ def _refine(s, x, scores, starts, iterations, rtol, progress, save, bar):
     return state, _slots(r), r["report"]
 
 
-def _compile_refinement(problem, starts) -> threading.Thread:
+def _compile_refinement(problem, starts, chunk=lm_chunk) -> threading.Thread:
     """Compile the refinement's iterations (`lm_chunk` for `starts` starts, run for zero
     iterations) in a thread while the search runs: the search's batched solves keep about
     one of two CPU cores busy, and the compiled program is then found in JAX's cache. A
-    failure here only means the refinement compiles it itself."""
+    failure here only means the refinement compiles it itself. (`chunk` is bound when this
+    module is imported: the warm-up is not one of the refinement's chunks.)"""
     def run():
         try:
             dtype = jnp.result_type(float)
             u = jnp.zeros((starts, len(problem.names)), dtype)
-            chunk = _least_squares.lm_chunk  # the same compiled function as `lm_chunk`
             jax.block_until_ready(chunk(problem, lm_start(problem, u, dtype), jnp.asarray(0), LM_CHUNK))
         except Exception:  # noqa: BLE001 — the refinement compiles it again and reports any error
             pass

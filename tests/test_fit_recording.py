@@ -265,7 +265,7 @@ def test_cli_fits_a_recording_file_and_resumes_an_interrupted_fit(recording, tmp
     parser = argparse.ArgumentParser()
     add_fit_arguments(parser, commands.fit)
     out = tmp_path / "out"
-    argv = [str(path), "--model", "pospischil", "--features", "count,isi,latency,rest,ap_peak",
+    argv = [str(path), "--model", "pospischil", "--features", "count,isi,latency,rest,peak,width,ahp,adaptation",
             "--columns", "t=time,V=v,I=i", "--time-unit", "ms", "--voltage-unit", "mV",
             "--current-unit", "nA", "--area", "2e-4", "--junction", "10", "--candidates", "32",
             "--starts", "2", "--iterations", "8", "--out", str(out), "--no-progress",
@@ -285,6 +285,7 @@ def test_cli_fits_a_recording_file_and_resumes_an_interrupted_fit(recording, tmp
     assert not checkpoint.exists()  # the finished result is in fit.json
     result = json.loads((out / "fit.json").read_text())
     assert (out / "fit.png").stat().st_size > 0
-    assert result["features"] == ["spike_count", "isi", "first_spike", "resting", "ap_peak"]
+    # The aliases name the default features, so the fit's programs are the fixture's (compiled once).
+    assert result["features"] == ["spike_count", "isi", "first_spike", "resting", "ap_peak", "ap_width", "ahp", "adaptation"]
     assert abs(result["recorded"]["resting"] - float(np.mean(recording.V[recording.t >= 0.9 * ONSET][:10]))) < 0.1
     assert result["ok"], result

@@ -22,7 +22,7 @@ from hh_jax import _cli_commands as commands
 from hh_jax import _fit_recording as F
 from hh_jax._cli_parse import add_fit_arguments
 from hh_jax._fit._least_squares import LM_CHUNK, _residuals_and_jacobian, lm_chunk, lm_start
-from hh_jax._fit_recording._recorded import simulated_features
+from hh_jax._fit_recording._recorded import count_between, simulated_features
 from hh_jax._fit_recording._rest import at_rest, leak_reversal, rest_is_stable
 
 search_module = importlib.import_module("hh_jax._fit_recording._search")  # F._search is its function
@@ -289,3 +289,24 @@ def test_cli_fits_a_recording_file_and_resumes_an_interrupted_fit(recording, tmp
     assert result["features"] == ["spike_count", "isi", "first_spike", "resting", "ap_peak", "ap_width", "ahp", "adaptation"]
     assert abs(result["recorded"]["resting"] - float(np.mean(recording.V[recording.t >= 0.9 * ONSET][:10]))) < 0.1
     assert result["ok"], result
+
+
+def test_count_between_is_within_half_of_the_count_and_continuous_as_a_spike_enters():
+    """The refinement's count term: for a regular train moved across the end of the step, the
+    count continued between spikes stays within ½ of the integer count and has no jump where
+    the count does (its derivative shows the way to the recorded count)."""
+    offset, isi = 100.0, 10.0
+    shifts = np.linspace(0.05, 19.95, 400)
+    values, counts = [], []
+    for s0 in shifts:
+        times = s0 + isi * np.arange(12)
+        inside = times[times <= offset]
+        padded = jnp.asarray(np.concatenate([inside, np.full(16 - inside.size, np.nan)]))
+        values.append(float(count_between(padded, jnp.asarray(inside.size), offset)))
+        counts.append(inside.size)
+    values, counts = np.array(values), np.array(counts)
+    assert len(set(counts.tolist())) >= 2  # the count changes along the sweep
+    assert np.all(np.abs(values - counts) <= 0.5 + 1e-9)
+    assert np.max(np.abs(np.diff(values))) < 2 * (shifts[1] - shifts[0]) / isi  # no jump anywhere
+    grad = jax.grad(lambda t: count_between(t, jnp.asarray(3), 25.0))(jnp.asarray([1.0, 11.0, 21.0, np.nan]))
+    assert float(grad[2]) < 0.0  # a later last spike: fewer spikes continued

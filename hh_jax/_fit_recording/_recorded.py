@@ -115,7 +115,7 @@ def measure(t, V, onset, offset, threshold) -> dict:
 
 def model_features(ts, V, onset, offset, threshold, between=None):
     """The features of one simulated trace `V` at `ts` as a dict of scalars (differentiable in
-    V, NaN where there are too few spikes): from the samples, or with every crossing, peak and
+    V, NaN where there are too few spikes; also `count_between`): from the samples, or with every crossing, peak and
     trough located `between` them (a `_continuous.LocalSolution`), so that they and their
     derivatives move with the spikes, not with the sampling phase."""
     valid = jnp.isfinite(V) if between is None else jnp.isfinite(V) & jnp.isfinite(between.dVdt)
@@ -124,6 +124,7 @@ def model_features(ts, V, onset, offset, threshold, between=None):
     base = base_window(ts, onset, valid)
     return {
         "spike_count": spikes["count"].astype(V.dtype),
+        "count_between": count_between(spikes["times"], spikes["count"], offset).astype(V.dtype),
         "resting": safe_mean(jnp.sum(jnp.where(base, V, 0.0)), jnp.sum(base)),
         **timing,
         "ap_peak": spikes["ap_peak"],
@@ -131,6 +132,16 @@ def model_features(ts, V, onset, offset, threshold, between=None):
         "ahp": spikes["ahp"],
         "solved": jnp.all(valid),
     }
+
+
+def count_between(times, count, offset):
+    """The spike count continued between spikes: count − ½ + (offset − last spike)/(last
+    ISI), within ½ of the count for a regular train, and continuous (with a derivative in the
+    spike times) as a spike enters or leaves the window at `offset`; the count itself below
+    two spikes."""
+    last = times[jnp.maximum(count - 1, 0)]
+    isi = last - times[jnp.maximum(count - 2, 0)]
+    return jnp.where(count >= 2, count - 0.5 + (offset - last) / jnp.where(count >= 2, isi, 1.0), count)
 
 
 def simulated_features(membrane, stimulus, ts, v_rest, onset, offset, threshold, events=None, **solver):

@@ -171,7 +171,7 @@ def fit_recording(
     features (all but the count and the rest) and their noise σ estimated from the
     recording (sandwich covariance), with every crossing, peak and trough located on the
     solution between samples so that those derivatives follow the spikes; they are local
-    (linearised): on 20 synthetic cells the truth was within ±2 of them for 89 % of four
+    (linearised): on 20 synthetic cells the truth was within ±2 of them for 95 % of four
     free parameters (README, "Fitting a recorded cell"). Use float64 (`jax_enable_x64`).
 
     **Arguments:**

@@ -245,15 +245,18 @@ def _run(owner, problem, static, throw):
                 _integrate, membrane, stimulus, v0, batch_shape, arrays, static, devices, chunk_size
             )
         else:
-            out, success, cause, stats = _integrate(membrane, stimulus, v0, batch_shape, arrays, static)
+            # Called eagerly: compiled once per set of options. Inside a caller's trace (jit,
+            # grad, jvp, vmap) the solve is traced straight into the caller's program: a jit
+            # of its own there would be traced first and then traced again through each
+            # transformation (measured: about twice the tracing time of a fit's Jacobian).
+            integrate = _integrate if eager else _integrate_traced
+            out, success, cause, stats = integrate(membrane, stimulus, v0, batch_shape, arrays, static)
     out = raise_or_flag(out, success, cause, throw, failure_messages(owner))
     return out, success, stats
 
 
-@eqx.filter_jit
-def _integrate(membrane, stimulus, v0, batch_shape, arrays, static):
-    """The compiled part of `simulate`: arrays are traced, options static, so repeated calls
-    with new values (parameters, stimulus, tolerances, times) reuse one compilation."""
+def _integrate_traced(membrane, stimulus, v0, batch_shape, arrays, static):
+    """The compiled part of `simulate` (`_integrate`), for use inside a trace."""
     if not static.per_neuron or not batch_shape:
         return _solve(membrane, stimulus, v0, batch_shape, arrays, static)
     # Per-neuron steps: flatten the batch and vmap single-neuron solves over it.
@@ -268,6 +271,11 @@ def _integrate(membrane, stimulus, v0, batch_shape, arrays, static):
     first_bad = jnp.argmin(ok)
     stats = {k: jnp.max(v) for k, v in stats.items()}  # the slowest neuron's counts
     return out, jnp.all(ok), cause[first_bad], stats
+
+
+# Arrays are traced and options static, so repeated calls with new values (parameters,
+# stimulus, tolerances, times) reuse one compilation.
+_integrate = eqx.filter_jit(_integrate_traced)
 
 
 def _batch_rms_norm(x):

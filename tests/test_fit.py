@@ -260,6 +260,44 @@ def test_every_kind_of_bound_maps_the_whole_line_inside_it():
         assert np.all(np.isfinite(x)) and np.all(x >= lo) and np.all(x <= hi), (lo, hi, space.kind)
         assert float(space.natural(0.0)) == pytest.approx(getattr(hh.presets.hh1952(), name))
         assert float(space.unconstrained(getattr(hh.presets.hh1952(), name))) == pytest.approx(0.0, abs=1e-12)
+        # NumPy (bookkeeping) and JAX (inside the solves) give the same map, and the
+        # closed-form dx/du of the standard errors is JAX's derivative of it.
+        some = np.linspace(-3.0, 3.0, 13)
+        np.testing.assert_allclose(space.natural(some), np.asarray(space.natural(jnp.asarray(some))), rtol=1e-13)
+        np.testing.assert_allclose(space.derivative(some), np.asarray(jax.vmap(jax.grad(space.natural))(jnp.asarray(some))),
+                                   rtol=1e-12)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_starts_solved_together_give_each_start_its_own_residuals_and_jacobian(shared):
+    """Levenberg–Marquardt evaluates every start in one solve with shared steps, each start's
+    Jacobian by forward mode: residuals equal each start's own solve, and Jacobians equal
+    central differences of them (targets sampling the same times share one solve; others are
+    solved one by one)."""
+    from hh_jax._fit._least_squares import _residuals_and_jacobian
+    from hh_jax._fit._problem import make_problem
+    from hh_jax._fit._spaces import spaces_for
+
+    targets = noisy_targets(3)
+    if not shared:  # the step target sampled at other times
+        ts = TS[::2] + 0.01
+        targets[1] = hh.Target(stimulus=STEP, ts=ts, V=np.interp(ts, TS, np.asarray(targets[1].V)))
+    init = hh.presets.hh1952()
+    spaces = spaces_for(init, FREE, None)
+    problem = make_problem(init, targets, hh.TraceMSE(), spaces, 1e-9, 1e-9, 65536, jnp.float64, hh.stable_dtmax)
+    assert problem.shared == shared
+    U = jnp.asarray(np.random.default_rng(0).uniform(-0.4, 0.4, (3, len(FREE))))
+    r, J, ok = jax.jit(lambda U: _residuals_and_jacobian(problem, U))(U)
+    assert r.shape == (3, problem.residual_count()) and np.all(np.asarray(ok))
+    alone = jax.jit(lambda u: problem.residuals(u))
+    h = 1e-5
+    for j in range(3):
+        r_j, ok_j = alone(U[j])
+        np.testing.assert_allclose(r[j], r_j, atol=2e-7 * float(jnp.max(jnp.abs(r_j))))
+        for i in range(len(FREE)):
+            e = h * jnp.eye(len(FREE))[i]
+            fd = (alone(U[j] + e)[0] - alone(U[j] - e)[0]) / (2 * h)
+            np.testing.assert_allclose(J[j, :, i], fd, atol=2e-4 * float(jnp.max(jnp.abs(fd))))
 
 
 def test_loss_without_forward_mode_runs_by_reverse_mode():

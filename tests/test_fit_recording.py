@@ -21,7 +21,7 @@ import hh_jax as hh
 from hh_jax import _cli_commands as commands
 from hh_jax import _fit_recording as F
 from hh_jax._cli_parse import add_fit_arguments
-from hh_jax._fit._least_squares import LM_CHUNK, _residuals_and_jacobian, lm_chunk, lm_start
+from hh_jax._fit._least_squares import LM_CHUNK, _residuals_and_jacobian, isolate_failures, lm_chunk, lm_start
 from hh_jax._fit_recording._recorded import count_between, simulated_features
 from hh_jax._fit_recording._rest import at_rest, leak_reversal, rest_is_stable
 
@@ -183,13 +183,19 @@ class _SharedSolve(eqx.Module):
         r, ok = self.batch_residuals(u[None])
         return r[0], ok[0]
 
+    def residual_count(self):
+        return 2
+
+    def cost_noise(self):
+        return 0.0
+
 
 def test_a_start_that_fails_a_shared_solve_is_told_from_the_starts_it_held_up():
     problem, dtype = _SharedSolve(), jnp.result_type(float)
     U = jnp.asarray([[0.0, 0.0], [9.0, 0.0], [2.0, 3.0]], dtype)
     state, _, _ = lm_chunk(problem, lm_start(problem, U, dtype), jnp.asarray(1), LM_CHUNK)
     assert np.all(np.asarray(state.failed))  # the shared first evaluation failed for every start
-    state = F._isolate_failures(problem, state, np.asarray(state.failed), dtype)
+    state = isolate_failures(problem, state, np.asarray(state.failed), dtype)
     assert np.asarray(state.failed).tolist() == [False, True, False]
     # The others go on (the failed start is evaluated, and ignored, at the best one's point).
     state, _, _ = lm_chunk(problem, state, jnp.asarray(LM_CHUNK), LM_CHUNK)

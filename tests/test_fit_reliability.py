@@ -65,10 +65,16 @@ def test_interrupted_fit_checkpoints_and_resumes_to_the_uninterrupted_result(tmp
     assert saved.polish_history.shape[1] == stop.value.result.polish_history.shape[1]
     assert saved.polish_history.shape[1] > 0 or calls <= 4
     resumed = hh.fit(init, tg, resume=saved, **KW)
-    np.testing.assert_array_equal(resumed.final_params["gNa"], whole.final_params["gNa"])
-    np.testing.assert_array_equal(resumed.losses, whole.losses)
-    np.testing.assert_array_equal(resumed.polish_history, whole.polish_history)
-    assert resumed.params == whole.params and resumed.stderr == whole.stderr
+    # The starts share solver steps, so a start evaluated again on resuming (beside its
+    # batch-mates' accepted points rather than their trial points) moves by the solver's
+    # noise only: its loss by up to a tenth of the stage's rtol (the coarse stage's 1e-4).
+    for name in KW["free"]:
+        np.testing.assert_allclose(resumed.final_params[name], whole.final_params[name], rtol=1e-9)
+        np.testing.assert_allclose(getattr(resumed.params, name), getattr(whole.params, name), rtol=1e-9)
+        np.testing.assert_allclose(resumed.stderr[name], whole.stderr[name], rtol=1e-6)
+    np.testing.assert_allclose(resumed.losses, whole.losses, rtol=1e-9)
+    assert resumed.polish_history.shape == whole.polish_history.shape
+    np.testing.assert_allclose(resumed.polish_history, whole.polish_history, rtol=1e-5)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
 
 

@@ -28,7 +28,7 @@ from .._membrane import AbstractMembrane
 from .._solve import stable_dtmax
 from .._target import Target
 from ._descent import default_optimizer, descend, final_losses
-from ._least_squares import LM_CHUNK, LMState, lm_chunk, lm_start
+from ._least_squares import LM_CHUNK, LMState, isolate_failures, lm_chunk, lm_start
 from ._problem import SMOOTHING_MAX, make_problem
 from ._result import FitResult, problem_fingerprint
 from ._run import Run
@@ -188,8 +188,9 @@ def _run_least_squares(problem, run, polish, coarse, bar, save):
             continue
         # The coarse stage only has to find the basin: it solves at looser tolerances too.
         loose = COARSE_TOLERANCE if stage == 0 else 0.0
-        staged = eqx.tree_at(lambda p: (p.smoothing, p.rtol, p.atol), problem, (
-            jnp.asarray(width, problem.smoothing.dtype), jnp.maximum(problem.rtol, loose), jnp.maximum(problem.atol, loose)))
+        dtype = problem.smoothing.dtype
+        staged = eqx.tree_at(lambda p: (p.smoothing, p.rtol, p.atol), problem, tuple(
+            jnp.asarray(np.asarray(v, dtype)) for v in (width, max(float(problem.rtol), loose), max(float(problem.atol), loose))))
         run.ensure_lm(staged)
         if run.lm is None and stage == 0 and run.candidates is not None:
             run.lm = run.screened_start(staged)
@@ -198,9 +199,15 @@ def _run_least_squares(problem, run, polish, coarse, bar, save):
             run.lm = lm_start(staged, u, u.dtype)
             run.lm = eqx.tree_at(lambda s: (s.failed, s.done), run.lm, (failed, failed))
             run.lm_stage = stage
-        while run.lm_done < budget[stage] and not bool(jnp.all(run.lm.done)):
-            active = min(LM_CHUNK, budget[stage] - run.lm_done)
+        while run.lm_done < budget[stage] and not np.all(np.asarray(run.lm.done)):
+            # While a start waits for its first evaluation, one iteration at a time: the
+            # starts are solved together, and one that cannot be solved is told at once from
+            # those it held up.
+            pending = bool(np.any(~np.isfinite(np.asarray(run.lm.cost)) & ~np.asarray(run.lm.done)))
+            active = 1 if pending else min(LM_CHUNK, budget[stage] - run.lm_done)
+            failed_before = np.asarray(run.lm.failed)
             run.lm, hist, count = lm_chunk(staged, run.lm, jnp.asarray(active), LM_CHUNK)
+            run.lm = isolate_failures(staged, run.lm, np.asarray(run.lm.failed) & ~failed_before, run.lm.u.dtype)
             run.after_least_squares(np.asarray(hist)[:, : int(count)], len(problem.targets))
             _advance(bar, int(count), np.asarray(run.lm.cost))
             save()
@@ -249,7 +256,7 @@ def _assemble(problem, run, init, spaces, names, start_time, fingerprint, final)
             )
     else:
         best = int(np.nanargmin(losses))
-    u_best = jnp.asarray(u_final)[best]
+    u_best = np.asarray(u_final)[best]  # NumPy: the bookkeeping compiles nothing
     params = membrane_at(init, spaces, u_best)
     params = jax.tree_util.tree_map(lambda x: float(x) if eqx.is_array(x) and x.ndim == 0 else x, params)
     p = len(spaces)
@@ -258,7 +265,7 @@ def _assemble(problem, run, init, spaces, names, start_time, fingerprint, final)
         reuse = (isinstance(run.lm, LMState) and run.lm_stage == 1 and isinstance(problem.loss, TraceMSE)
                  and problem.loss.window is None)
         if reuse:  # the polish's residuals are the weighted trace residuals: reuse its Jacobian
-            se, corr, cov, sigma = uncertainty(problem, u_best, run.lm.r[best], run.lm.J[best])
+            se, corr, cov, sigma = uncertainty(problem, u_best, np.asarray(run.lm.r)[best], np.asarray(run.lm.J)[best])
         else:
             se, corr, cov, sigma = uncertainty(problem, u_best)
             run.n_solves += (p + 1) * len(problem.targets)

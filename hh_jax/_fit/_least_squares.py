@@ -38,24 +38,17 @@ class LMState(eqx.Module):
 
 def _residuals_and_jacobian(problem, U):
     """Residuals `(starts, m)`, Jacobians `(starts, m, p)` and success `(starts,)` at
-    coordinates U `(starts, p)`. A problem with `batch_residuals` evaluates every start in one
-    call (one solve with shared steps); as start j's residuals depend on row j only, one
-    tangent per parameter, the same for every start, gives every start's Jacobian. Otherwise
-    each start's `residuals` are mapped over the starts."""
-    batched = getattr(problem, "batch_residuals", None)
-    if batched is None:
-        def one(x):
-            r, ok = problem.residuals(x)
-            return r, (r, ok)
-
-        J, (r, ok) = jax.vmap(lambda x: jax.jacfwd(one, has_aux=True)(x))(U)
-        return r, J, ok
-
-    def along(e):  # every start's residuals and their derivative along parameter direction e
-        (r, ok), (dr, _) = jax.jvp(batched, (U,), (jnp.broadcast_to(e, U.shape),))
-        return r, dr, ok
-
-    return jax.vmap(along, out_axes=(None, -1, None))(jnp.eye(U.shape[1], dtype=U.dtype))
+    coordinates U `(starts, p)`, from the problem's `batch_residuals`: every start in one
+    call (one solve with shared steps). As start j's residuals depend on row j only, one
+    tangent per parameter, the same for every start, gives every start's Jacobian."""
+    # Every start is solved p times over, copy i carrying the tangent along parameter i:
+    # one forward-mode solve of p·n neurons with shared steps. (Mapping jax.jvp over the p
+    # directions instead carries the primal once, but ran 1.5x slower on CPU.)
+    n, p = U.shape
+    tangents = jnp.repeat(jnp.eye(p, dtype=U.dtype), n, axis=0)
+    (r, ok), (dr, _) = jax.jvp(problem.batch_residuals, (jnp.tile(U, (p, 1)),), (tangents,))
+    J = jnp.moveaxis(dr.reshape(p, n, -1), 0, -1)
+    return r[:n], J, jnp.all(ok.reshape(p, n), axis=0)
 
 
 def lm_start(problem, u, dtype) -> LMState:
@@ -63,15 +56,17 @@ def lm_start(problem, u, dtype) -> LMState:
     unknown (inf), so the first iteration evaluates residuals and Jacobians at `u` itself
     (one compiled program serves the start and the steps)."""
     n, p = u.shape
-    m = jax.eval_shape(lambda x: problem.residuals(x)[0], jnp.zeros((p,), dtype)).shape[0]
-    return LMState(u=jnp.asarray(u, dtype), r=jnp.zeros((n, m), dtype), J=jnp.zeros((n, m, p), dtype),
-                   cost=jnp.full((n,), jnp.inf, dtype), lam=jnp.full((n,), LAMBDA_0, dtype),
-                   done=jnp.zeros((n,), bool), failed=jnp.zeros((n,), bool))
+    m = problem.residual_count()
+    dtype = np.dtype(dtype)  # built in NumPy: nothing to compile between the compiled chunks
+    return LMState(u=jnp.asarray(u, dtype), r=jnp.asarray(np.zeros((n, m), dtype)), J=jnp.asarray(np.zeros((n, m, p), dtype)),
+                   cost=jnp.asarray(np.full(n, np.inf, dtype)), lam=jnp.asarray(np.full(n, LAMBDA_0, dtype)),
+                   done=jnp.asarray(np.zeros(n, bool)), failed=jnp.asarray(np.zeros(n, bool)))
 
 
 def _trial_step(J, r, lam, cost):
-    """The damped Gauss–Newton step (Marquardt's scaling by diag JᵀJ), capped in size; zero
-    before the first evaluation (cost inf)."""
+    """The damped Gauss–Newton step (Marquardt's scaling by diag JᵀJ), capped in size (zero
+    before the first evaluation, cost inf), its size before the cap, and the decrease of the
+    loss that the linearised model predicts for it."""
     A = J.T @ J
     g = J.T @ r
     d = jnp.diag(A)
@@ -79,7 +74,9 @@ def _trial_step(J, r, lam, cost):
     first = ~jnp.isfinite(cost)
     delta = jnp.where(first, 0.0, -jnp.linalg.solve(jnp.where(first, jnp.eye(A.shape[0], dtype=A.dtype), A + lam * D), g))
     size = jnp.where(first, jnp.inf, jnp.max(jnp.abs(delta)))
-    return delta * jnp.minimum(1.0, MAX_STEP / jnp.maximum(size, 1e-300)), size
+    delta = delta * jnp.minimum(1.0, MAX_STEP / jnp.maximum(size, 1e-300))
+    predicted = -(2.0 * g @ delta + delta @ (A @ delta))  # |r|² − |r + J·δ|²
+    return delta, size, jnp.where(first, jnp.inf, predicted)
 
 
 @eqx.filter_jit
@@ -90,7 +87,7 @@ def lm_chunk(problem, state: LMState, active, length: int):
 
     def iteration(carry):
         state, k, history = carry
-        delta, size = jax.vmap(_trial_step)(state.J, state.r, state.lam, state.cost)
+        delta, size, predicted = jax.vmap(_trial_step)(state.J, state.r, state.lam, state.cost)
         # A start that is done stays where it is; one that failed is evaluated (and ignored)
         # at the best start's coordinates, so that starts solved together are never held up
         # by a point that cannot be solved.
@@ -105,16 +102,23 @@ def lm_chunk(problem, state: LMState, active, length: int):
         accept = finite & (cost_t < state.cost) & ~state.done
         # Converged: the Gauss–Newton step is negligible (coordinates change by < 1e-6), an
         # accepted step no longer lowers the loss beyond rounding level, or no step is
-        # accepted even with heavy damping.
+        # accepted even with heavy damping. Where starts share solver steps, a start's loss
+        # moves by about the problem's `cost_noise` (relative) with its batch-mates; then a
+        # start has also converged when an accepted step gained less than that, or a
+        # rejected one changed the loss by less or was predicted to gain less: no iteration
+        # can tell better from worse there.
+        noise = problem.cost_noise()
         small = (size < 1e-6) & (state.lam <= 1.0)
-        tiny = accept & ~first & (state.cost - cost_t <= 1e-10 * state.cost)
+        tiny = accept & ~first & (state.cost - cost_t <= jnp.maximum(1e-10, noise) * state.cost)
+        flat = (noise > 0) & ~accept & ~first & finite & (
+            (jnp.abs(cost_t - state.cost) <= noise * state.cost) | (predicted <= noise * state.cost))
         stuck = ~accept & (state.lam > 1e8)
         pick = lambda new, old: jnp.where(accept.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
         lam = jnp.where(first, state.lam, jnp.where(accept, state.lam / 3.0, state.lam * 4.0))
         new = LMState(
             u=pick(trial, state.u), r=pick(r_t, state.r), J=pick(J_t, state.J),
             cost=pick(cost_t, state.cost), lam=jnp.where(state.done, state.lam, jnp.clip(lam, 1e-12, 1e12)),
-            done=state.done | small | tiny | stuck | failed, failed=failed,
+            done=state.done | small | tiny | flat | stuck | failed, failed=failed,
         )
         return new, k + 1, history.at[:, k].set(new.cost)
 
@@ -151,3 +155,19 @@ def lm_select(take, new: LMState, old: LMState) -> LMState:
     """Per start: `new`'s state where `take` `(starts,)` is true, else `old`'s."""
     take = jnp.asarray(take)
     return jax.tree_util.tree_map(lambda a, b: jnp.where(take.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
+
+
+def isolate_failures(problem, state: LMState, new, dtype) -> LMState:
+    """Starts solved together (`batch_residuals`: one solve with shared steps) fail together
+    when one of them cannot be solved. When more than one start failed in one chunk (`new`,
+    `(starts,)`), each is evaluated again alone (the batch filled with copies of it: the same
+    compiled program); those that succeed alone start again where they were."""
+    new = np.asarray(new)
+    if np.sum(new) < 2:
+        return state
+    u = np.asarray(state.u)
+    again = np.zeros(len(u), bool)
+    for j in np.flatnonzero(new):
+        alone = lm_start(problem, jnp.asarray(np.repeat(u[j:j + 1], len(u), axis=0), dtype), dtype)
+        again[j] = not bool(lm_chunk(problem, alone, jnp.asarray(1), LM_CHUNK)[0].failed[0])
+    return lm_select(again, lm_start(problem, state.u, dtype), state)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._least_squares import LM_CHUNK, LMState, lm_chunk, lm_restored, lm_saved, lm_start
+from ._least_squares import LM_CHUNK, LMState, isolate_failures, lm_chunk, lm_restored, lm_saved, lm_start
 from ._result import fingerprint_mismatch
 from ._spaces import OWNER, naturals
 
@@ -29,29 +29,30 @@ class Run:
         """Starts drawn at random (`screen` × `n_starts` candidates, of which the least-squares
         stage keeps the `n_starts` with the lowest loss), or `init` itself for one start."""
         if n_starts == 1:
-            u = jnp.zeros((1, len(spaces)), dtype)
+            u = np.zeros((1, len(spaces)), dtype)
         else:
             rng = np.random.default_rng(seed)
             x0 = np.stack([s.sample(rng, n_starts * screen) for s in spaces], axis=1)
-            u = jnp.asarray(np.stack([s.unconstrained(x0[:, i]) for i, s in enumerate(spaces)], axis=1), dtype)
-        candidates, u = (u, u[:n_starts]) if u.shape[0] > n_starts else (None, u)
-        run = cls(u, jax.vmap(opt.init)(u), jnp.zeros((n_starts,), bool), (u, jnp.full((n_starts,), jnp.inf, dtype)),
-                  0, [np.zeros((n_starts, 0))], naturals(spaces, u), 0)
+            u = np.stack([s.unconstrained(x0[:, i]) for i, s in enumerate(spaces)], axis=1).astype(dtype)
+        candidates, u = (u, jnp.asarray(u[:n_starts])) if u.shape[0] > n_starts else (None, jnp.asarray(u))
+        run = cls(u, jax.jit(jax.vmap(opt.init))(u), jnp.asarray(np.zeros(n_starts, bool)),
+                  (u, jnp.asarray(np.full(n_starts, np.inf), dtype)), 0, [np.zeros((n_starts, 0))], naturals(spaces, u), 0)
         run.candidates, run.spaces = candidates, spaces
         return run
 
     def screened_start(self, problem):
         """The Levenberg–Marquardt start: the `n_starts` candidates of lowest loss, each
-        batch of candidates evaluated by the same compiled program as the iterations."""
-        n = self.u.shape[0]
+        batch of candidates evaluated by the same compiled program as the iterations (a
+        candidate that fails a shared solve is told from those it held up)."""
+        n, dtype = self.u.shape[0], self.u.dtype
         states = []
         for i in range(0, self.candidates.shape[0], n):
-            state = lm_start(problem, self.candidates[i:i + n], self.u.dtype)
-            states.append(lm_chunk(problem, state, jnp.asarray(1), LM_CHUNK)[0])
+            state = lm_chunk(problem, lm_start(problem, self.candidates[i:i + n], dtype), jnp.asarray(1), LM_CHUNK)[0]
+            states.append(isolate_failures(problem, state, state.failed, dtype))
             self.n_solves += n * len(problem.targets)
-        every = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *states)
-        keep = jnp.argsort(jnp.where(every.failed, jnp.inf, every.cost))[:n]
-        chosen = jax.tree_util.tree_map(lambda x: x[keep], every)
+        every = jax.tree_util.tree_map(lambda *x: np.concatenate([np.asarray(a) for a in x]), *states)
+        keep = np.argsort(np.where(every.failed, np.inf, every.cost), kind="stable")[:n]
+        chosen = jax.tree_util.tree_map(lambda x: jnp.asarray(x[keep]), every)
         self.u, self.start_params, self.candidates = chosen.u, naturals(self.spaces, chosen.u), None
         return chosen
 
@@ -75,7 +76,7 @@ class Run:
                   lm_done=state.get("lm_done", 0), lm_history=[np.asarray(resume.polish_history)])
         run.lm_stage = state.get("lm_stage", 0)
         if state.get("candidates") is not None:  # interrupted before the search ended
-            run.candidates, run.spaces = jnp.asarray(state["candidates"], dtype), spaces
+            run.candidates, run.spaces = np.asarray(state["candidates"], np.dtype(dtype)), spaces
         if state.get("lm") is not None:
             run.lm = ("saved", state["lm"])  # residuals and Jacobians are recomputed on resuming
         return run

@@ -63,15 +63,33 @@ class _Space:
         return self.unit / ((self._zhi - self._zlo) * sig * (1.0 - sig))
 
     def natural(self, u):
+        """x at coordinate u: NumPy for NumPy input (the fit's bookkeeping between compiled
+        calls, so nothing is compiled for it), JAX otherwise (traced inside the solves)."""
+        xp, sigmoid = (np, lambda a: 0.5 * (1.0 + np.tanh(0.5 * a))) if _is_host(u) else (jnp, jax.nn.sigmoid)
         if self.kind == "lower":
-            return self.lo + (self.ref - self.lo) * jnp.exp(u)
+            return self.lo + (self.ref - self.lo) * xp.exp(u)
         if self.kind == "upper":
-            return self.hi - (self.hi - self.ref) * jnp.exp(u)
+            return self.hi - (self.hi - self.ref) * xp.exp(u)
         if self.kind == "bounded":
-            z = self._zlo + (self._zhi - self._zlo) * jax.nn.sigmoid(self._c + self._k * u)
+            z = self._zlo + (self._zhi - self._zlo) * sigmoid(self._c + self._k * u)
         else:
             z = float(self._z(self.ref)) + self.unit * u
-        return jnp.exp(z) if self.log else z
+        return xp.exp(z) if self.log else z
+
+    def derivative(self, u):
+        """dx/du at coordinates u (NumPy), for the chain rule of the standard errors."""
+        u = np.asarray(u, float)
+        x = self.natural(u)
+        if self.kind == "lower":
+            return x - self.lo
+        if self.kind == "upper":
+            return x - self.hi
+        if self.kind == "bounded":
+            sig = 0.5 * (1.0 + np.tanh(0.5 * (self._c + self._k * u)))
+            dz = (self._zhi - self._zlo) * sig * (1.0 - sig) * self._k
+        else:
+            dz = self.unit
+        return x * dz if self.log else dz * np.ones_like(u)
 
     def at_bound(self, u, tolerance=1e-6) -> bool:
         """Whether coordinate u maps within `tolerance` (relative to the range, or to the
@@ -193,6 +211,10 @@ def spaces_for(init, free, bounds) -> tuple[_Space, ...]:
     return tuple(spaces)
 
 
+def _is_host(u) -> bool:
+    return isinstance(u, (np.ndarray, np.generic, float, int))
+
+
 def membrane_at(init, spaces, u):
     """The membrane with the free parameters at unconstrained coordinates u (shape (p,))."""
     values = [s.natural(u[i]) for i, s in enumerate(spaces)]
@@ -201,4 +223,4 @@ def membrane_at(init, spaces, u):
 
 def naturals(spaces, u) -> dict[str, np.ndarray]:
     u = np.asarray(u)
-    return {s.name: np.asarray(s.natural(jnp.asarray(u[..., i]))) for i, s in enumerate(spaces)}
+    return {s.name: np.asarray(s.natural(u[..., i])) for i, s in enumerate(spaces)}

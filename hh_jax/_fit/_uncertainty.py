@@ -9,19 +9,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._loss import trace_error
-from ._spaces import get_param
 
 
 @eqx.filter_jit
 def raw_jacobian(problem, x):
     """Raw trace residuals e = V_model − V_data (mV, 0 where masked) at natural parameter
     values x, and their Jacobian with respect to x, by forward mode through the solver."""
-    spaces = problem.spaces
 
     def raw(x):
-        membrane = eqx.tree_at(lambda m: [get_param(m, s.name) for s in spaces], problem.init, list(x))
-        e = problem.per_target(membrane, lambda t, V, ok: trace_error(V, t), diffrax.ForwardMode())
-        return e.reshape(-1)
+        e, _ = problem.batch_outputs([x[i][None] for i in range(len(problem.spaces))], lambda t, V: trace_error(V, t),
+                                     diffrax.ForwardMode())
+        return e[0]
 
     J, e = jax.jacfwd(lambda x: (raw(x), raw(x)), has_aux=True)(x)
     return J, e
@@ -64,11 +62,11 @@ def uncertainty(problem, u_best, r=None, J_u=None):
     masks = [np.asarray(t.mask) for t in problem.targets]
     s = np.concatenate([np.full(m.shape, np.sqrt(t.weight / m.sum())) for t, m in zip(problem.targets, masks)])
     if J_u is None:
-        x_best = jnp.stack([sp.natural(u_best[i]) for i, sp in enumerate(spaces)])
+        x_best = jnp.asarray([float(sp.natural(np.asarray(u_best[i], float))) for i, sp in enumerate(spaces)], problem.dtmax.dtype)
         J, e = raw_jacobian(problem, x_best)
         J, e = np.asarray(J, float), np.asarray(e, float)
     else:
-        dx_du = np.array([float(jax.grad(sp.natural)(u_best[i])) for i, sp in enumerate(spaces)])
+        dx_du = np.array([float(sp.derivative(u_best[i])) for i, sp in enumerate(spaces)])
         e = np.asarray(r, float) / s
         J = np.asarray(J_u, float) / s[:, None] / dx_du[None, :]
     mask = np.concatenate(masks)

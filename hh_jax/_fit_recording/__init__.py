@@ -26,7 +26,7 @@ import numpy as np
 from .._atomic import atomic_path
 from .._features import spike_features
 from .._fit import FitInterrupted
-from .._fit._least_squares import LM_CHUNK, lm_chunk, lm_restored, lm_saved, lm_select, lm_start
+from .._fit._least_squares import LM_CHUNK, isolate_failures, lm_chunk, lm_restored, lm_saved, lm_select, lm_start
 from .._interrupts import interrupts_raise
 from ._recorded import (
     DEFAULT_FEATURES,
@@ -335,7 +335,7 @@ def _refine(s, x, scores, starts, iterations, rtol, progress, save, bar):
         failed_before = np.asarray(state.failed)
         state, _, count = lm_chunk(problem, state, jnp.asarray(active), LM_CHUNK)
         r["iterations"] += int(count)
-        state = _isolate_failures(problem, state, np.asarray(state.failed) & ~failed_before, dtype)
+        state = isolate_failures(problem, state, np.asarray(state.failed) & ~failed_before, dtype)
         state = _replace_failed(problem, state, r, order, scores, x, dtype)
         r["lm"] = lm_saved(state)
         save()
@@ -392,21 +392,6 @@ def feature_problem(s, rtol, keys=None, unit=None) -> FeatureProblem:
 def _slots(r):
     """The search candidate each refinement slot is working on."""
     return [r["report"][e]["candidate"] for e in r["entry"]]
-
-
-def _isolate_failures(problem, state, new, dtype):
-    """The starts are solved together, so one start that cannot be solved fails the others
-    evaluated for the first time with it. When more than one start failed in one chunk
-    (`new`), each is evaluated again alone (the batch filled with copies of it: the same
-    compiled program); those that succeed alone start again where they were."""
-    if np.sum(new) < 2:
-        return state
-    u = np.asarray(state.u)
-    again = np.zeros(len(u), bool)
-    for j in np.flatnonzero(new):
-        alone = lm_start(problem, jnp.asarray(np.repeat(u[j:j + 1], len(u), axis=0), dtype), dtype)
-        again[j] = not bool(lm_chunk(problem, alone, jnp.asarray(1), LM_CHUNK)[0].failed[0])
-    return lm_select(again, lm_start(problem, state.u, dtype), state)
 
 
 def _replace_failed(problem, state, r, order, scores, x, dtype):

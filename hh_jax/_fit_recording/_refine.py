@@ -91,6 +91,16 @@ class FeatureProblem(eqx.Module):
             r = r.at[:, j].set(jnp.where(jnp.isfinite(hinge), hinge, r[:, j]))
         return r, ok & jnp.all(jnp.isfinite(r), axis=-1)
 
+    def cost_noise(self):
+        """No allowance for the noise of shared steps in the convergence test: the feature
+        residuals are scaled by their tolerances, and the iterations stop on the step size
+        and damping as validated."""
+        return 0.0
+
+    def residual_count(self) -> int:
+        """The length of a start's residual vector: one per feature."""
+        return len(self.keys)
+
     def features(self, u, adjoint=None):
         """`batch_features` of one start u `(p,)`."""
         F, ok = self.batch_features(u[None], adjoint)

@@ -33,9 +33,16 @@ With `--models brunel` (default: both) the Brunel (2000)-style E/I network of
 `hh.presets.brunel` (2000 HH neurons, 1.5 ms delays, Poisson drive) runs in both tools the
 same way, writing brunel.json and brunel.md: rates, ISI CV and the wall ratio.
 
+Fits (issue 13), `--fits`: `scripts/fit_recovery.py` cold (a fresh process and an empty
+compilation cache) and warm (a second process reading the cache), --repeats times each, and
+`scripts/fit_allen.py` cold: the fit's and the process's wall time, with the fit's quality.
+Written to fits.json and fits.md.
+
+    python scripts/benchmark.py --fits --repeats 3 --out scripts/benchmark
+
 This file is the entry point (its command line, and what each case process runs); the work is
 in scripts/bench/: `references` (the case and NEURON's spike times), `runner` (a process per
-case), `single` (hh_jax, Jaxley, odeint), `network` (COBAHH, Brian2) and `report` (tables).
+case), `single` (hh_jax, Jaxley, odeint), `network` (COBAHH, Brian2), `fits` (the fit scripts) and `report` (tables).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # scripts/bench, however this is run
 
+from bench.fits import fits_main  # noqa: E402
 from bench.network import network_main, run_network_case  # noqa: E402
 from bench.references import AMPLITUDE, DT_SAVE, START, STOP, T1, neuron_reference  # noqa: E402
 from bench.report import machine, markdown  # noqa: E402
@@ -71,6 +79,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="COBAHH network instances (--network)")
     parser.add_argument("--models", nargs="+", default=["cobahh", "brunel"], choices=["cobahh", "brunel"],
                         help="networks for --network: COBAHH and/or the Brunel E/I network (issue 18)")
+    parser.add_argument("--fits", action="store_true",
+                        help="time the fit scripts (fit_recovery cold and warm, fit_allen cold) instead")
     parser.add_argument("--case", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--reference", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -82,6 +92,10 @@ def main(argv=None):
         return network_main(args)
     if args.case:
         return run_case(args)
+    if args.fits:
+        if "--repeats" not in (argv if argv is not None else sys.argv):
+            args.repeats = 3
+        return fits_main(args)
 
     reference, reference_label = neuron_reference()
     print(f"reference spike times ({reference_label}): {[round(s, 5) for s in reference]}")

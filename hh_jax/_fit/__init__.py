@@ -119,7 +119,8 @@ def fit(
     - `progress`: show a progress bar with the best loss (tqdm).
     - `resume`: a `FitResult` (from `FitResult.load`, a checkpoint or `FitInterrupted.result`)
       to continue; it must come from the same problem (init, targets, free, bounds, loss,
-      n_starts), else a `ValueError` says what differs. The result equals an uninterrupted fit.
+      n_starts), else a `ValueError` says what differs. The result equals an uninterrupted fit
+      to the solver's noise (the starts share solver steps).
     - `checkpoint`: a path; the resumable state is written there (atomically) after every
       compiled chunk and on interrupt.
 

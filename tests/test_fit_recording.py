@@ -186,7 +186,7 @@ class _SharedSolve(eqx.Module):
     def residual_count(self):
         return 2
 
-    def cost_noise(self):
+    def loss_resolution(self):
         return 0.0
 
 

@@ -102,12 +102,12 @@ def lm_chunk(problem, state: LMState, active, length: int):
         accept = finite & (cost_t < state.cost) & ~state.done
         # Converged: the Gauss–Newton step is negligible (coordinates change by < 1e-6), an
         # accepted step no longer lowers the loss beyond rounding level, or no step is
-        # accepted even with heavy damping. Where starts share solver steps, a start's loss
-        # moves by about the problem's `cost_noise` (relative) with its batch-mates; then a
-        # start has also converged when an accepted step gained less than that, or a
-        # rejected one changed the loss by less or was predicted to gain less: no iteration
-        # can tell better from worse there.
-        noise = problem.cost_noise()
+        # accepted even with heavy damping. Where the problem resolves its loss only to a
+        # relative `loss_resolution` (starts that share solver steps see their loss move by
+        # about that much with their batch-mates), a start has also converged when an
+        # accepted step gained less than that, or a rejected one changed the loss by less
+        # or was predicted to gain less: no iteration can tell better from worse there.
+        noise = problem.loss_resolution()
         small = (size < 1e-6) & (state.lam <= 1.0)
         tiny = accept & ~first & (state.cost - cost_t <= jnp.maximum(1e-10, noise) * state.cost)
         flat = (noise > 0) & ~accept & ~first & finite & (

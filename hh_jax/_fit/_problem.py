@@ -46,6 +46,7 @@ class Selected(AbstractStimulus):
 
 
 SMOOTHING_MAX = 1.0  # ms: the widest Gaussian of the coarse-to-fine least-squares stage
+COARSE_RESOLUTION = 1e-3  # the coarse stage has found a start's basin when an iteration gains less (relative)
 
 
 def smoothed(V, mask, width, dt):
@@ -169,11 +170,13 @@ class Problem(eqx.Module):
         r, ok = self.batch_residuals(u[None])
         return r[0], ok[0]
 
-    def cost_noise(self):
-        """The relative change of a start's loss from solving it beside other starts (shared
-        steps): about a tenth of the solver's relative tolerance (measured: 2-4e-6 at
-        rtol 1e-4). A rejected step that changes the loss by less has found its minimum."""
-        return 0.1 * self.rtol
+    def loss_resolution(self):
+        """The relative change of a start's loss below which the iterations cannot tell better
+        from worse, so a start has converged: on the traces, the noise that shared steps put
+        on a start's loss (about a tenth of the solver's rtol; measured 2-4e-6 at rtol 1e-4);
+        on the smoothed traces of the coarse stage, which only has to find each start's
+        basin, `COARSE_RESOLUTION`."""
+        return jnp.where(self.smoothing > 0, jnp.maximum(COARSE_RESOLUTION, 0.1 * self.rtol), 0.1 * self.rtol)
 
     def residual_count(self) -> int:
         """The length of `residuals`' vector, found without solving."""

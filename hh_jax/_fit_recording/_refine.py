@@ -91,7 +91,7 @@ class FeatureProblem(eqx.Module):
             r = r.at[:, j].set(jnp.where(jnp.isfinite(hinge), hinge, r[:, j]))
         return r, ok & jnp.all(jnp.isfinite(r), axis=-1)
 
-    def cost_noise(self):
+    def loss_resolution(self):
         """No allowance for the noise of shared steps in the convergence test: the feature
         residuals are scaled by their tolerances, and the iterations stop on the step size
         and damping as validated."""

@@ -196,11 +196,25 @@ def solve_arrays(dtype, *, ts, t0, t1, rtol, atol, dt0, dtmax) -> dict:
                 rtol=as_array(rtol), atol=as_array(atol))
 
 
+def _nan_as_inf(norm):
+    """`norm`, reporting a NaN error estimate as infinite. A trial step too long for the
+    dynamics can overflow (float32's exp first) and leave NaN; Diffrax's controller turns a
+    NaN norm into a NaN step size and never recovers (every later step rejected until
+    max_steps), while an infinite one makes it shrink the step by its smallest factor and
+    try again."""
+    def norm_or_inf(y):
+        value = norm(y)
+        return jnp.where(jnp.isnan(value), jnp.inf, value)
+
+    return norm_or_inf
+
+
 def step_controller(arrays: dict, stimuli: Iterable[AbstractStimulus], norm):
     """A PID controller with tolerances `arrays["rtol"]`, `arrays["atol"]` and largest step
     `arrays["dtmax"]`, error `norm`, stepping exactly onto every time where a stimulus jumps
     (so no pulse is stepped over) and onto its kinks (so no step straddles one)."""
-    controller = diffrax.PIDController(rtol=arrays["rtol"], atol=arrays["atol"], dtmax=arrays["dtmax"], norm=norm)
+    controller = diffrax.PIDController(rtol=arrays["rtol"], atol=arrays["atol"], dtmax=arrays["dtmax"],
+                                       norm=_nan_as_inf(norm))
     dtype = arrays["ts"].dtype
     stimuli = list(stimuli)
     jumps = jnp.concatenate([jnp.zeros((0,), dtype)] + [jnp.ravel(jnp.asarray(s.discontinuities(), dtype)) for s in stimuli])

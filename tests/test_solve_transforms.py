@@ -1,8 +1,10 @@
 """jit, vmap, batches, dtypes, stimuli; the library leaves global JAX config alone."""
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import hh_jax as hh
 
@@ -62,3 +64,40 @@ def test_float32_runs_in_float32():
     assert np.max(np.abs(got - ref)) < 0.05
 
 
+
+
+def test_a_trial_step_that_overflows_shrinks_the_step_instead_of_stalling():
+    """A trial step too long for the dynamics can overflow and leave a NaN error estimate.
+    The error norm reports it as infinite, so Diffrax's controller shrinks the step and tries
+    again; a NaN norm gave a NaN step size and every later step was rejected until max_steps
+    (seen in float32 at rtol = atol = 1e-5 when the benchmark's 9 µA/cm² step ends)."""
+    from hh_jax._solve import _batch_rms_norm
+    from hh_jax._solve_setup import solve_arrays, step_controller
+
+    arrays = solve_arrays(jnp.float64, ts=jnp.zeros(1), t0=0.0, t1=1.0, rtol=1e-6, atol=1e-6, dt0=None, dtmax=None)
+    controller = step_controller(arrays, [], _batch_rms_norm)  # the neuron solver's (the network's shares the rule)
+    assert np.isinf(float(controller.norm(jnp.array([[jnp.nan, 1.0], [0.0, 0.0]]))))
+    assert float(controller.norm(jnp.array([[3.0, 0.0], [4.0, 0.0]]))) == pytest.approx(np.sqrt(12.5))
+
+    def field(t, y, args):  # relaxes to 1 at rate 50; "overflows" (NaN) beyond |y| = 5
+        return jnp.where(jnp.abs(y) > 5.0, jnp.nan, 50.0 * (1.0 - y))
+
+    sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, 1.0, 0.5, jnp.zeros((1,)),
+                              stepsize_controller=controller, max_steps=1000, throw=False)
+    assert sol.result == diffrax.RESULTS.successful and int(sol.stats["num_steps"]) < 1000
+    assert float(sol.ys[-1, 0]) == pytest.approx(1.0 - np.exp(-50.0), abs=1e-5)
+
+
+def test_float32_one_neuron_at_rtol_1e_5_passes_the_end_of_a_step():
+    """The case that stalled: one neuron, float32, rtol = atol = 1e-5, compiled by the
+    caller; its spike times match float64 within 0.01 ms."""
+    ts = jnp.linspace(0.0, 50.0, 2001)
+    stim = hh.Step(start=1.0, stop=41.0, amplitude=9.0)
+    ref = spikes(hh.simulate(hh.presets.neuron(), stim, t1=50.0, ts=ts, rtol=1e-10, atol=1e-10))
+    with jax.enable_x64(False):
+        run = jax.jit(lambda g: hh.simulate(hh.presets.neuron(gNa=g), stim, t1=50.0, ts=jnp.linspace(0.0, 50.0, 2001),
+                                            save="V", rtol=1e-5, atol=1e-5))
+        tr = run(jnp.float32(120.0))
+        assert bool(tr.success) and tr.V.dtype == jnp.float32
+        got = np.asarray(hh.spike_times(tr.t, tr.V))
+    assert got.shape == ref.shape and np.max(np.abs(got - ref)) < 0.01

@@ -195,7 +195,7 @@ def test_a_start_that_fails_a_shared_solve_is_told_from_the_starts_it_held_up():
     U = jnp.asarray([[0.0, 0.0], [9.0, 0.0], [2.0, 3.0]], dtype)
     state, _, _ = lm_chunk(problem, lm_start(problem, U, dtype), jnp.asarray(1), LM_CHUNK)
     assert np.all(np.asarray(state.failed))  # the shared first evaluation failed for every start
-    state = isolate_failures(problem, state, np.asarray(state.failed), dtype)
+    state = isolate_failures(problem, state, np.asarray(state.failed))
     assert np.asarray(state.failed).tolist() == [False, True, False]
     # The others go on (the failed start is evaluated, and ignored, at the best one's point).
     state, _, _ = lm_chunk(problem, state, jnp.asarray(LM_CHUNK), LM_CHUNK)

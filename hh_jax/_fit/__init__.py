@@ -208,7 +208,7 @@ def _run_least_squares(problem, run, polish, coarse, bar, save):
             active = 1 if pending else min(LM_CHUNK, budget[stage] - run.lm_done)
             failed_before = np.asarray(run.lm.failed)
             run.lm, hist, count = lm_chunk(staged, run.lm, jnp.asarray(active), LM_CHUNK)
-            run.lm = isolate_failures(staged, run.lm, np.asarray(run.lm.failed) & ~failed_before, run.lm.u.dtype)
+            run.lm = isolate_failures(staged, run.lm, np.asarray(run.lm.failed) & ~failed_before)
             run.after_least_squares(np.asarray(hist)[:, : int(count)], len(problem.targets))
             _advance(bar, int(count), np.asarray(run.lm.cost))
             save()

@@ -157,7 +157,7 @@ def lm_select(take, new: LMState, old: LMState) -> LMState:
     return jax.tree_util.tree_map(lambda a, b: jnp.where(take.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
 
 
-def isolate_failures(problem, state: LMState, new, dtype) -> LMState:
+def isolate_failures(problem, state: LMState, new) -> LMState:
     """Starts solved together (`batch_residuals`: one solve with shared steps) fail together
     when one of them cannot be solved. When more than one start failed in one chunk (`new`,
     `(starts,)`), each is evaluated again alone (the batch filled with copies of it: the same
@@ -165,7 +165,7 @@ def isolate_failures(problem, state: LMState, new, dtype) -> LMState:
     new = np.asarray(new)
     if np.sum(new) < 2:
         return state
-    u = np.asarray(state.u)
+    u, dtype = np.asarray(state.u), state.u.dtype
     again = np.zeros(len(u), bool)
     for j in np.flatnonzero(new):
         alone = lm_start(problem, jnp.asarray(np.repeat(u[j:j + 1], len(u), axis=0), dtype), dtype)

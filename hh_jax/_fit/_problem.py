@@ -1,9 +1,10 @@
 """The objective: a start's coordinates → membrane → one solve over all targets → loss.
 
-Targets with the same samples (number, spacing, start potential given or not) are stacked:
-their stimuli are selected per lane of one batched solve (`Selected`), so a fit step over
-S starts and K targets is one vmapped solve of S × K neurons, and the fit compiles one solve
-instead of K. Other target sets are solved one after another.
+Targets that sample the same times from the same start are solved together: their stimuli
+are selected per lane of one batched solve with shared steps (`Selected`), so S starts and
+K targets are one solve of S × K neurons, and the fit compiles one solve instead of K.
+Other target sets are solved one after another (`Problem.batch_outputs`, the one path for
+the loss, the residuals and the standard errors).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .._membrane import AbstractMembrane
 from .._simulate import simulate
 from .._stimulus import AbstractStimulus
 from .._target import Target
-from ._spaces import get_param, membrane_at
+from ._spaces import membrane_with
 
 
 class Selected(AbstractStimulus):
@@ -55,17 +56,6 @@ def smoothed(V, mask, width, dt):
     return jax.lax.cond(width > 0, lambda V: smooth(V, mask, width, dt, reach=SMOOTHING_MAX), lambda V: V, V)
 
 
-def can_stack(targets) -> bool:
-    """One solve serves targets of equal length whose losses see the same static facts."""
-    first = targets[0]
-    return len(targets) > 1 and all(
-        t.ts.shape == first.ts.shape
-        and t.sample_dt == first.sample_dt
-        and (t.v0 is None) == (first.v0 is None)
-        for t in targets
-    )
-
-
 def same_samples(targets) -> bool:
     """Every target samples the same times from the same start (and potential, given or not):
     the starts and targets can be one solve with shared steps."""
@@ -89,16 +79,8 @@ class Problem(eqx.Module):
     smoothing: Array  # ms: Gaussian width applied to both traces in `residuals` (0: none)
     spaces: tuple = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
-    stacked: bool = eqx.field(static=True)
     forward: bool = eqx.field(static=True, default=False)  # gradients by forward mode
-    shared: bool = eqx.field(static=True, default=False)  # every target samples the same times from the same start
-
-    def _solve(self, membrane, target, dtmax, adjoint):
-        return simulate(
-            membrane, target.stimulus, t0=target.t0, t1=target.ts[-1], ts=target.ts,
-            v0=target.v0, save="V", rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
-            throw=False, adjoint=adjoint, dtmax=dtmax,
-        )
+    shared: bool = eqx.field(static=True, default=False)  # every target samples the same times from the same start (one solve)
 
     def _lanes(self):
         """The stacked targets as per-lane arrays (leading axis: target)."""
@@ -107,7 +89,7 @@ class Problem(eqx.Module):
         lanes = dict(
             weights=jnp.eye(k, dtype=self.dtmax.dtype), ts=stack(lambda t: t.ts), V=stack(lambda t: t.V),
             mask=stack(lambda t: t.mask), t0=stack(lambda t: t.t0).astype(self.dtmax.dtype),
-            weight=stack(lambda t: t.weight).astype(self.dtmax.dtype), dtmax=self.dtmax,
+            weight=stack(lambda t: t.weight).astype(self.dtmax.dtype),
         )
         if self.targets[0].v0 is not None:
             lanes["v0"] = stack(lambda t: t.v0).astype(self.dtmax.dtype)
@@ -120,26 +102,11 @@ class Problem(eqx.Module):
         values += [lane["v0"]] if "v0" in lane else []
         return eqx.tree_at(lambda t: [getattr(t, f) for f in fields], self.targets[0], values)
 
-    def per_target(self, membrane, fn, adjoint=None):
-        """`fn(target, V, success)` for every target, simulating `membrane`, stacked on a
-        leading axis (one batched solve when the targets stack)."""
-        if self.stacked:
-            def lane(lane):
-                target = self._lane_target(lane)
-                tr = self._solve(membrane, target, lane["dtmax"], adjoint)
-                return fn(target, tr.V, tr.success)
-            return jax.vmap(lane)(self._lanes())
-        outs = []
-        for i, target in enumerate(self.targets):
-            tr = self._solve(membrane, target, self.dtmax[i], adjoint)
-            outs.append(fn(target, tr.V, tr.success))
-        return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *outs)
-
     def objective(self, u, adjoint=None):
         """(total loss, all solves succeeded) for one start."""
-        values, ok = self.per_target(membrane_at(self.init, self.spaces, u),
-                                     lambda t, V, success: (t.weight * self.loss(t.ts, V, t), success), adjoint)
-        return jnp.sum(values), jnp.all(ok)
+        values = [sp.natural(u[i])[None] for i, sp in enumerate(self.spaces)]
+        losses, ok = self.batch_outputs(values, lambda t, V: t.weight * self.loss(t.ts, V, t), adjoint)
+        return jnp.sum(losses[0]), ok[0]
 
     def value_and_grad(self, u):
         """((loss, success), gradient) for one start. With few free parameters (`forward`)
@@ -203,8 +170,7 @@ class Problem(eqx.Module):
         n = values[0].shape[0]
 
         def membranes(*lead):
-            return eqx.tree_at(lambda m: [get_param(m, s.name) for s in self.spaces], self.init,
-                               [v.reshape(n, *lead) for v in values])
+            return membrane_with(self.init, self.spaces, [v.reshape(n, *lead) for v in values])
 
         solve = dict(save="V", rtol=self.rtol, atol=self.atol, max_steps=self.max_steps, throw=False,
                      **({} if adjoint is None else {"adjoint": adjoint}))
@@ -239,6 +205,6 @@ def make_problem(init, targets, loss, spaces, rtol, atol, max_steps, dtype, dtma
         # past the stability limit that the gradients (not the trace) need.
         dtmax=jnp.asarray(np.array([dtmax_of(init, t.v0) for t in targets]), dtype),
         rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype), smoothing=jnp.asarray(0.0, dtype),
-        spaces=spaces, max_steps=max_steps, stacked=can_stack(targets), shared=same_samples(targets),
+        spaces=spaces, max_steps=max_steps, shared=same_samples(targets),
         forward=len(spaces) <= FORWARD_MAX_PARAMETERS if forward is None else forward,
     )

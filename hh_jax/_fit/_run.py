@@ -48,7 +48,7 @@ class Run:
         states = []
         for i in range(0, self.candidates.shape[0], n):
             state = lm_chunk(problem, lm_start(problem, self.candidates[i:i + n], dtype), jnp.asarray(1), LM_CHUNK)[0]
-            states.append(isolate_failures(problem, state, state.failed, dtype))
+            states.append(isolate_failures(problem, state, state.failed))
             self.n_solves += n * len(problem.targets)
         every = jax.tree_util.tree_map(lambda *x: np.concatenate([np.asarray(a) for a in x]), *states)
         keep = np.argsort(np.where(every.failed, np.inf, every.cost), kind="stable")[:n]

@@ -77,19 +77,14 @@ class _Space:
         return xp.exp(z) if self.log else z
 
     def derivative(self, u):
-        """dx/du at coordinates u (NumPy), for the chain rule of the standard errors."""
-        u = np.asarray(u, float)
-        x = self.natural(u)
-        if self.kind == "lower":
-            return x - self.lo
-        if self.kind == "upper":
-            return x - self.hi
-        if self.kind == "bounded":
-            sig = 0.5 * (1.0 + np.tanh(0.5 * (self._c + self._k * u)))
-            dz = (self._zhi - self._zlo) * sig * (1.0 - sig) * self._k
-        else:
-            dz = self.unit
-        return x * dz if self.log else dz * np.ones_like(u)
+        """dx/du at coordinates u (NumPy), for the chain rule of the standard errors; from x
+        itself (for the sigmoid, σ(1 − σ) = (z − z_lo)(z_hi − z)/(z_hi − z_lo)²)."""
+        x = self.natural(np.asarray(u, float))
+        if self.kind in ("lower", "upper"):
+            return x - (self.lo if self.kind == "lower" else self.hi)
+        z = self._z(x)
+        dz = self._k * (z - self._zlo) * (self._zhi - z) / (self._zhi - self._zlo) if self.kind == "bounded" else self.unit
+        return x * dz if self.log else dz * np.ones_like(x)
 
     def at_bound(self, u, tolerance=1e-6) -> bool:
         """Whether coordinate u maps within `tolerance` (relative to the range, or to the
@@ -215,10 +210,14 @@ def _is_host(u) -> bool:
     return isinstance(u, (np.ndarray, np.generic, float, int))
 
 
+def membrane_with(init, spaces, values):
+    """`init` with the free parameters (in `spaces` order) at natural `values`."""
+    return eqx.tree_at(lambda m: [get_param(m, s.name) for s in spaces], init, list(values))
+
+
 def membrane_at(init, spaces, u):
     """The membrane with the free parameters at unconstrained coordinates u (shape (p,))."""
-    values = [s.natural(u[i]) for i, s in enumerate(spaces)]
-    return eqx.tree_at(lambda m: [get_param(m, s.name) for s in spaces], init, values)
+    return membrane_with(init, spaces, [s.natural(u[i]) for i, s in enumerate(spaces)])
 
 
 def naturals(spaces, u) -> dict[str, np.ndarray]:

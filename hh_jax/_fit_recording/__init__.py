@@ -335,7 +335,7 @@ def _refine(s, x, scores, starts, iterations, rtol, progress, save, bar):
         failed_before = np.asarray(state.failed)
         state, _, count = lm_chunk(problem, state, jnp.asarray(active), LM_CHUNK)
         r["iterations"] += int(count)
-        state = isolate_failures(problem, state, np.asarray(state.failed) & ~failed_before, dtype)
+        state = isolate_failures(problem, state, np.asarray(state.failed) & ~failed_before)
         state = _replace_failed(problem, state, r, order, scores, x, dtype)
         r["lm"] = lm_saved(state)
         save()

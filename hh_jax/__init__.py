@@ -54,6 +54,7 @@ from ._membrane import (
 )
 from ._exponential_euler import ExponentialEuler
 from ._exponential_midpoint import ExponentialMidpoint
+from ._unrolled_tsit5 import UnrolledTsit5
 from ._network import Network
 from ._population import Population
 from ._plasticity import STDP, TsodyksMarkram
@@ -96,6 +97,7 @@ __all__ = [
     "ExpSynapse",
     "ExponentialEuler",
     "ExponentialMidpoint",
+    "UnrolledTsit5",
     "GABAA",
     "KineticSynapse",
     "NMDA",

@@ -79,7 +79,10 @@ def simulate(
     - `ts`: save times (ms), strictly increasing within [t0, t1]; default every 0.025 ms.
     - `v0`: initial potential (mV), default the membrane's resting potential; gates start
       at their steady state for `v0`.
-    - `solver`: a `diffrax.AbstractSolver`; default `diffrax.Tsit5()`.
+    - `solver`: a `diffrax.AbstractSolver`; default Tsitouras' 5(4) method: `hh.UnrolledTsit5()`
+      (as `diffrax.Tsit5`, the same steps and values, with less memory traffic: about
+      twice as fast for batches), or `diffrax.Tsit5()` with `adjoint=diffrax.ForwardMode()`
+      (its derivative programs compile in half the time). Networks use `diffrax.Tsit5()`.
     - `rtol`, `atol`: error tolerances of the step-size controller. The defaults (1e-6) give
       V within about 1e-3 mV of a converged solution in float64; in float32 keep
       `rtol >= 1e-6`.

@@ -38,6 +38,7 @@ from ._solve_setup import (
 from ._stimulus import AbstractStimulus, NoStimulus
 from ._stimulus.base import guard_times
 from ._trace import Spikes, Trace
+from ._unrolled_tsit5 import UnrolledTsit5
 from ._validation import broadcast_batch_shape, check_count, check_finite, check_memory, check_positive, is_concrete
 from ._vector_field import vector_field
 
@@ -184,13 +185,29 @@ def _static_options(owner, solver, adjoint, max_steps, save_rows, max_spikes, ba
     """The compile-selecting options, with Diffrax's defaults filled in."""
     adjoint = check_solver(owner, solver, adjoint)
     return _Static(
-        solver=diffrax.Tsit5() if solver is None else solver,
+        solver=_default_solver(adjoint) if solver is None else solver,
         adjoint=adjoint,
         max_steps=int(max_steps),
         save_rows=tuple(save_rows),
         max_spikes=max_spikes,
         per_neuron=bool(batching.per_neuron),
     )
+
+
+def _default_solver(adjoint: diffrax.AbstractAdjoint) -> diffrax.AbstractSolver:
+    """Tsitouras' 5(4) method, written for the way the solve will be used.
+
+    `hh.UnrolledTsit5` computes the method with less memory traffic and fewer operations
+    per step: measured on 2 CPU cores (float64, rtol 1e-5, V saved every 0.025 ms), 16
+    neurons 3.3 ms against 7.7 ms for `diffrax.Tsit5`, 100 neurons 8.6 against 15.6 ms,
+    10,000 neurons 0.83 against 1.44 s, and it compiles as fast for a forward solve. Its
+    derivative programs are about twice as large, since each of its seven stages is
+    compiled separately: in forward mode (`adjoint=diffrax.ForwardMode()`, as `hh.fit`
+    uses), whose programs are compile-bound, Diffrax's `Tsit5` (one stage compiled inside
+    a loop) is kept; measured on the recovery fit, 11 s cold and 6 s warm against 14 and 7 s.
+    Both give the same steps and values to rounding (tests/test_unrolled_tsit5.py).
+    """
+    return diffrax.Tsit5() if isinstance(adjoint, diffrax.ForwardMode) else UnrolledTsit5()
 
 
 def _check_membrane(membrane, owner):

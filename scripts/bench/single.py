@@ -141,10 +141,10 @@ def run_case(args) -> None:
         args.rtol = float(tolerance)
     if tool == "hh_jax":
         result = case_hh_jax(n, dtype, args.repeats, grad, reference, args.rtol)
-        result["setting"] = f"Tsit5, PID rtol=atol={args.rtol:g}"
+        result["setting"] = f"UnrolledTsit5, PID rtol=atol={args.rtol:g}"
     elif tool == "hh_jax:chunked":
         result = case_hh_jax(n, dtype, args.repeats, False, reference, args.rtol, chunk_size=args.chunk_size)
-        result["setting"] = f"Tsit5, PID rtol=atol={args.rtol:g}, chunks of {args.chunk_size}"
+        result["setting"] = f"UnrolledTsit5, PID rtol=atol={args.rtol:g}, chunks of {args.chunk_size}"
     elif tool.startswith("jaxley"):
         solver = tool.split(":")[1]
         result = case_jaxley(n, dtype, args.repeats, grad, reference, solver)

@@ -195,18 +195,13 @@ def _static_options(owner, solver, adjoint, max_steps, save_rows, max_spikes, ba
 
 
 def _default_solver(adjoint: diffrax.AbstractAdjoint) -> diffrax.AbstractSolver:
-    """Tsitouras' 5(4) method, written for the way the solve will be used.
-
-    `hh.UnrolledTsit5` computes the method with less memory traffic and fewer operations
-    per step: measured on 2 CPU cores (float64, rtol 1e-5, V saved every 0.025 ms), 16
-    neurons 3.3 ms against 7.7 ms for `diffrax.Tsit5`, 100 neurons 8.6 against 15.6 ms,
-    10,000 neurons 0.83 against 1.44 s, and it compiles as fast for a forward solve. Its
-    derivative programs are about twice as large, since each of its seven stages is
-    compiled separately: in forward mode (`adjoint=diffrax.ForwardMode()`, as `hh.fit`
-    uses), whose programs are compile-bound, Diffrax's `Tsit5` (one stage compiled inside
-    a loop) is kept; measured on the recovery fit, 11 s cold and 6 s warm against 14 and 7 s.
-    Both give the same steps and values to rounding (tests/test_unrolled_tsit5.py).
-    """
+    """Tsitouras' 5(4) method, written for the way the solve will be used: `hh.UnrolledTsit5`
+    (faster at every batch size, as fast to compile for a forward solve; see its module),
+    except in forward mode (`adjoint=diffrax.ForwardMode()`, as `hh.fit` uses), whose
+    programs are compile-bound: there the seven stages compiled separately double the
+    compile time, and Diffrax's `Tsit5` (one stage compiled inside a loop) is kept (the
+    recovery fit, 11 s cold and 6 s warm against 14 and 7 s). Both give the same steps and
+    values to rounding (tests/test_unrolled_tsit5.py)."""
     return diffrax.Tsit5() if isinstance(adjoint, diffrax.ForwardMode) else UnrolledTsit5()
 
 

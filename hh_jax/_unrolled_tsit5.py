@@ -30,8 +30,8 @@ _B_ERROR = tuple(float(b) for b in _TABLEAU.b_error)
 
 # Tsit5's dense output (Tsitouras 2011), y(θ) = y0 + Σᵢ bᵢ(θ) kᵢ, in monomials:
 # b₁(θ) = θ + θ²(D₁₁ + θ(D₁₂ + θ D₁₃)), bᵢ(θ) = θ²(Dᵢ₁ + θ(Dᵢ₂ + θ Dᵢ₃)) for i = 2..7.
-# Derived from `diffrax.Tsit5.interpolation_cls` (tests/test_solve.py checks them against
-# it to 1e-13 over the step).
+# Derived from `diffrax.Tsit5.interpolation_cls` (tests/test_unrolled_tsit5.py checks them
+# against it to 1e-13 over the step).
 _DENSE = (
     (-2.7637061972748262, 2.913255461821913, -1.0530884977290218),
     (0.13169999999999998, -0.22339999999999996, 0.1017),
@@ -47,6 +47,12 @@ def _combine(weights, ks):
     """Σ wᵢ kᵢ over the pytrees `ks`, skipping zero weights."""
     terms = [(w, k) for w, k in zip(weights, ks) if w != 0.0]
     return jax.tree_util.tree_map(lambda *xs: sum(w * x for (w, _), x in zip(terms, xs)), *[k for _, k in terms])
+
+
+def dense_info(y0, ks) -> dict:
+    """A step's dense output from its start y0 and its seven stage increments ks (f·h):
+    the coefficients of `PolynomialInterpolation`."""
+    return dict(y0=y0, k1=ks[0], c=tuple(_combine([d[p] for d in _DENSE], ks) for p in range(3)))
 
 
 class PolynomialInterpolation(diffrax.AbstractLocalInterpolation):
@@ -118,6 +124,4 @@ class UnrolledTsit5(diffrax.AbstractAdaptiveSolver):
             ks.append(terms.prod(fi, h))
         y1 = yi  # the last stage is the solution (first same as last)
         y_error = _combine(_B_ERROR, ks)
-        c = tuple(_combine([d[p] for d in _DENSE], ks) for p in range(3))
-        dense_info = dict(y0=y0, k1=ks[0], c=c)
-        return y1, y_error, dense_info, (jnp.array(False), fi), diffrax.RESULTS.successful
+        return y1, y_error, dense_info(y0, ks), (jnp.array(False), fi), diffrax.RESULTS.successful

@@ -1,5 +1,6 @@
-"""The default solver, `hh.UnrolledTsit5`, against Diffrax's `Tsit5`: the same method, so
-the same steps, values, dense output and derivatives to rounding."""
+"""`hh.UnrolledTsit5` (`hh.simulate`'s default for neurons outside forward mode) against
+Diffrax's `Tsit5`: the same method, so the same steps, values, dense output and derivatives
+to rounding."""
 
 import diffrax
 import jax
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 import hh_jax as hh
-from hh_jax._unrolled_tsit5 import _DENSE, PolynomialInterpolation, UnrolledTsit5, _combine
+from hh_jax._unrolled_tsit5 import PolynomialInterpolation, UnrolledTsit5, dense_info
 
 pytestmark = pytest.mark.solve
 
@@ -17,7 +18,7 @@ STIMULUS = hh.PulseTrain(start=2.0, period=7.0, width=1.5, amplitude=20.0, count
 
 
 def _both(**kwargs):
-    membrane = kwargs.pop("membrane", hh.presets.neuron(gNa=jnp.array([90.0, 120.0, 160.0]), gK=jnp.array([30.0, 36.0, 45.0])))
+    membrane = hh.presets.neuron(gNa=jnp.array([90.0, 120.0, 160.0]), gK=jnp.array([30.0, 36.0, 45.0]))
     common = dict(t1=30.0, ts=jnp.asarray(TS), rtol=1e-7, atol=1e-7, save="all", **kwargs)
     return (hh.simulate(membrane, STIMULUS, **common),
             hh.simulate(membrane, STIMULUS, solver=diffrax.Tsit5(), **common))
@@ -27,11 +28,9 @@ def test_dense_output_is_tsit5s_polynomial():
     rng = np.random.default_rng(0)
     k = jnp.asarray(rng.normal(size=(7, 5)))
     y0 = jnp.asarray(rng.normal(size=5))
-    # Diffrax's interpolation, and the monomial form built from the same stages by a step.
+    # Diffrax's interpolation, and the monomial form a step builds from the same stages.
     reference = diffrax.Tsit5.interpolation_cls(t0=1.0, t1=1.5, y0=y0, y1=None, k=k)
-    ks = list(k)
-    ours = PolynomialInterpolation(t0=1.0, t1=1.5, y0=y0, k1=ks[0],
-                                   c=tuple(_combine([d[p] for d in _DENSE], ks) for p in range(3)))
+    ours = PolynomialInterpolation(t0=1.0, t1=1.5, **dense_info(y0, list(k)))
     for t in np.linspace(1.0, 1.5, 23):
         np.testing.assert_allclose(ours.evaluate(t), reference.evaluate(t), rtol=0, atol=1e-13)
     np.testing.assert_allclose(ours.evaluate(1.1, 1.4), reference.evaluate(1.1, 1.4), rtol=0, atol=1e-13)

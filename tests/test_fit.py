@@ -165,6 +165,30 @@ def test_lbfgs_and_custom_optax_optimisers():
         assert res.history[0, -1] < res.history[0, 0], opt
 
 
+def test_lbfgs_line_search_differentiates_the_loss_by_the_problems_own_gradient():
+    """L-BFGS's line search calls `jax.value_and_grad` on the loss it is given; that loss
+    carries the problem's forward-mode gradient, which must be the loss's derivative
+    (central differences of the loss itself)."""
+    from hh_jax._fit._descent import _loss_with_problem_gradient
+    from hh_jax._fit._problem import make_problem
+    from hh_jax._fit._spaces import spaces_for
+
+    target = hh.Target(stimulus=STEP, ts=TS, V=clean_trace(STEP))
+    init = hh.presets.hh1952(**{**TRUTH, "gK": 44.0})
+    free = ("gK", "gL")
+    problem = make_problem(init, [target], hh.TraceMSE(), spaces_for(init, free, None), 1e-9, 1e-9, 65536,
+                           jnp.float64, hh.stable_dtmax)
+    assert problem.forward
+    loss = _loss_with_problem_gradient(problem)
+    u = jnp.asarray([0.03, -0.02])
+    value, gradient = jax.jit(jax.value_and_grad(loss))(u)
+    at = jax.jit(loss)
+    assert float(value) == pytest.approx(float(at(u)), rel=1e-12)
+    h = 1e-5
+    fd = [(at(u.at[i].add(h)) - at(u.at[i].add(-h))) / (2 * h) for i in range(2)]
+    np.testing.assert_allclose(gradient, fd, rtol=1e-4)
+
+
 def test_bounds_are_respected_and_starts_drawn_inside():
     target = hh.Target(stimulus=STEP, ts=TS, V=clean_trace(STEP))
     res = hh.fit(hh.presets.hh1952(), target, free=("gNa", "EL"), bounds={"gNa": (90.0, 130.0), "EL": (5.0, 15.0)},

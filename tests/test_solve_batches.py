@@ -101,7 +101,8 @@ SHARDED = textwrap.dedent(
 
 
 def test_sharded_over_two_cpu_devices_matches_single_device():
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2", "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()  # the run's own flags kept
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2", "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -30,8 +30,20 @@ import sys
 # in a pytest process of its own with XLA's defaults (see `pytest_pyfunc_call`).
 _FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
 _IN_OPTIMISED_PROCESS = os.environ.get("HH_JAX_TEST_OPTIMISED") == "1"
-if not _IN_OPTIMISED_PROCESS:
-    os.environ.setdefault("XLA_FLAGS", " ".join(_FAST_COMPILE))
+
+
+def _accepted(flags):
+    """`flags` if this jaxlib's XLA accepts them (it aborts the process on a flag it does not
+    know, and XLA's flags come and go between releases), else the optimisation level alone.
+    Probed once, in the first pytest process; the xdist workers inherit the result."""
+    probe = "import jax; jax.numpy.zeros(1).block_until_ready()"
+    env = dict(os.environ, XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu")
+    ok = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True).returncode == 0
+    return flags if ok else flags[:1]
+
+
+if not _IN_OPTIMISED_PROCESS and "XLA_FLAGS" not in os.environ:
+    os.environ["XLA_FLAGS"] = " ".join(_accepted(_FAST_COMPILE))
 
 import jax  # noqa: E402
 import pytest

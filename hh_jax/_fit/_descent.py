@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -32,10 +31,11 @@ def descent_chunk(problem, optimizer, use_lbfgs, u, opt_state, failed, best, act
     = (coordinates, loss) of the lowest loss each start has seen: on a rough loss (spike
     features) the last iterate need not be the best one."""
     value_and_grad = jax.vmap(lambda u: _problem_value_and_grad(problem, u))
+    line_search_loss = _loss_with_problem_gradient(problem) if use_lbfgs else None
 
     def update_one(g, state, u_, value):
         if use_lbfgs:
-            return optimizer.update(g, state, u_, value=value, grad=g, value_fn=_loss_with_problem_gradient(problem))
+            return optimizer.update(g, state, u_, value=value, grad=g, value_fn=line_search_loss)
         return optimizer.update(g, state, u_)
 
     def step(carry, k):
@@ -83,8 +83,7 @@ def _loss_with_problem_gradient(problem):
 
     @jax.custom_vjp
     def loss(u):
-        adjoint = diffrax.ForwardMode() if problem.forward else None
-        return problem.objective(u, adjoint=adjoint)[0]
+        return problem.objective(u, adjoint=problem.gradient_adjoint)[0]
 
     def value_and_gradient(u):
         (value, _), gradient = _problem_value_and_grad(problem, u)

@@ -108,6 +108,12 @@ class Problem(eqx.Module):
         losses, ok = self.batch_outputs(values, lambda t, V: t.weight * self.loss(t.ts, V, t), adjoint)
         return jnp.sum(losses[0]), ok[0]
 
+    @property
+    def gradient_adjoint(self):
+        """The adjoint of the solves whose derivatives `value_and_grad` takes: forward mode
+        with few free parameters (`forward`), else the default (reverse mode)."""
+        return diffrax.ForwardMode() if self.forward else None
+
     def value_and_grad(self, u):
         """((loss, success), gradient) for one start. With few free parameters (`forward`)
         the gradient comes by forward mode: one tangent per parameter carried through the
@@ -117,7 +123,7 @@ class Problem(eqx.Module):
             return jax.value_and_grad(self.objective, has_aux=True)(u)
 
         def value(x):
-            loss, ok = self.objective(x, adjoint=diffrax.ForwardMode())
+            loss, ok = self.objective(x, adjoint=self.gradient_adjoint)
             return loss, (loss, ok)
 
         grad, aux = jax.jacfwd(value, has_aux=True)(u)

@@ -62,7 +62,8 @@ from ._projection import Projection
 from ._sources import AbstractSource, PoissonSource, SpikeTimes
 from ._synapse import AMPA, GABAA, NMDA, AbstractSynapse, ExpSynapse, KineticSynapse
 from ._simulate import simulate
-from ._solve import simulate_spikes, stable_dtmax
+from ._solve import simulate_spikes
+from ._stability import stable_dtmax
 from ._solve_setup import SolverError
 from ._stimulus import (
     AbstractStimulus,

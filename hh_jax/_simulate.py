@@ -87,10 +87,13 @@ def simulate(
       V within about 1e-3 mV of a converged solution in float64; in float32 keep
       `rtol >= 1e-6`.
     - `dt0`: first step (ms); default chosen automatically.
-    - `dtmax`: largest step (ms); default unlimited. Set it (e.g. `hh.stable_dtmax(membrane)`)
-      when differentiating a simulation that starts exactly at equilibrium: there the error
-      estimate is zero, steps grow past the explicit solver's stability limit without
-      harming the trace, but its derivatives (which the error control does not see) blow up.
+    - `dtmax`: largest step (ms). Default: the explicit solver's stability limit at the
+      initial state (`hh.stable_dtmax`). At an equilibrium (the default start, at rest) the
+      error estimate is zero, so steps would grow past that limit; the trace would not
+      suffer, but its derivatives (which the error control does not see) would come back
+      wrong or NaN. `float("inf")` removes the limit; solvers without an explicit
+      Runge–Kutta tableau (implicit ones) get none. Networks: the neurons' limit, for
+      adaptive solves.
     - `max_steps`: step limit; reaching it is a failure.
     - `save`: "all" (V and every gate), "V" (voltage only, least memory), or a sequence of
       state names such as ("V", "n").

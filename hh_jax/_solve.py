@@ -20,7 +20,7 @@ from ._batch import Batching, batching_from_keywords, flatten_batch, run_batched
 from ._compilation_cache import diffrax_checks_as_nan
 from ._crossing import spike_times_padded
 from ._deprecation import deprecated
-from ._membrane import AbstractMembrane, floats_as_arrays
+from ._membrane import AbstractMembrane
 from ._solve_setup import (
     cast_floats,
     check_solver,
@@ -35,11 +35,12 @@ from ._solve_setup import (
     solve_arrays,
     step_controller,
 )
+from ._stability import default_safety, stiffest_rate
 from ._stimulus import AbstractStimulus, NoStimulus
 from ._stimulus.base import guard_times
 from ._trace import Spikes, Trace
 from ._unrolled_tsit5 import UnrolledTsit5
-from ._validation import broadcast_batch_shape, check_count, check_finite, check_memory, check_positive, is_concrete
+from ._validation import broadcast_batch_shape, check_count, check_finite, check_memory, is_concrete
 from ._vector_field import vector_field
 
 DEFAULT_SAMPLE_DT = 0.025  # ms: `simulate_spikes`' voltage sampling interval
@@ -309,6 +310,10 @@ def _solve(membrane, stimulus, v0, batch_shape, arrays, static):
     """One Diffrax solve of the whole (possibly batched) state with a shared step."""
     ts = arrays["ts"]
     save_rows = list(static.save_rows)
+    y0 = membrane.initial_state(v0, batch_shape)
+    dtmax = arrays["dtmax"]
+    if dtmax is None and (safety := default_safety(static.solver)) is not None:
+        dtmax = safety / stiffest_rate(membrane, y0)  # see `_stability`: derivatives from rest
     with diffrax_checks_as_nan():
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(vector_field),
@@ -316,10 +321,10 @@ def _solve(membrane, stimulus, v0, batch_shape, arrays, static):
             t0=arrays["t0"],
             t1=arrays["t1"],
             dt0=arrays["dt0"],
-            y0=membrane.initial_state(v0, batch_shape),
+            y0=y0,
             args=(membrane, stimulus),
             saveat=diffrax.SaveAt(ts=ts, fn=lambda t, y, args: y[save_rows, ...]),
-            stepsize_controller=step_controller(arrays, [stimulus], _batch_rms_norm),
+            stepsize_controller=step_controller(dict(arrays, dtmax=dtmax), [stimulus], _batch_rms_norm),
             max_steps=static.max_steps,
             adjoint=static.adjoint,
             throw=False,
@@ -349,39 +354,3 @@ def _save_rows(membrane: AbstractMembrane, save) -> list[int]:
             f"'V' (names: {list(names)}), got {save!r}."
         )
     return sorted(names.index(s) for s in set(save))
-
-
-def stable_dtmax(membrane: AbstractMembrane, v0=None, safety: float = 2.0) -> float:
-    """A largest step (ms) inside the explicit solver's stability limit at the initial state.
-
-    The gates relax at rates −∂(dx/dt)/∂x; the fastest of them, λ (1/ms), bounds a stable
-    explicit step near h·λ ≈ 3 (Tsit5). Returns `safety / λ` (default 2/λ), for `dtmax` in
-    `hh.simulate` when a simulation that starts at equilibrium is differentiated.
-
-    **Arguments:** `membrane` (a single neuron or a batch: the stiffest neuron counts), `v0`
-    (mV, default the resting potential), `safety`.
-
-    Example:
-        >>> p = hh.presets.pospischil()
-        >>> jax.grad(lambda g: hh.simulate(hh.presets.pospischil(gL=g), None, t1=30.0, ts=ts,
-        ...          dtmax=hh.stable_dtmax(p)).V.sum())(0.0205)
-    """
-    _check_membrane(membrane, "hh.stable_dtmax")
-    check_positive("safety", safety, "hh.stable_dtmax", "")
-    if v0 is not None:
-        check_finite("v0", v0, "hh.stable_dtmax")
-    v0 = None if v0 is None else jnp.asarray(v0, jnp.result_type(float))
-    lam = float(_fastest_relaxation(floats_as_arrays(jax.lax.stop_gradient(membrane)), v0))
-    return safety / lam if lam > 0 else float("inf")
-
-
-@eqx.filter_jit  # compiled once per kind of membrane (it runs before every fit)
-def _fastest_relaxation(membrane, v0):
-    """The largest |∂(dx/dt)/∂x| over the states x at the initial state (1/ms)."""
-    y0 = membrane.initial_state(v0)
-    f = lambda y: membrane.derivatives(y, 0.0)  # noqa: E731
-    rates = []
-    for i in range(y0.shape[0]):  # the model is elementwise over neurons: one JVP per state row
-        tangent = jnp.zeros_like(y0).at[i].set(1.0)
-        rates.append(jnp.max(jnp.abs(jax.jvp(f, (y0,), (tangent,))[1][i])))
-    return jnp.max(jnp.stack(rates))

@@ -115,9 +115,10 @@ def check_tolerances(owner, *, rtol, atol, max_steps, dt0, dtmax):
             f"does not control the solution); tighten it, e.g. 1e-6, got {rtol}."
         )
     check_count("max_steps", max_steps, owner)
-    for name, value in (("dt0", dt0), ("dtmax", dtmax)):
-        if value is not None and is_concrete(value) and not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{owner}: `{name}` must be a positive time step (ms), got {value}.")
+    if dt0 is not None and is_concrete(dt0) and not (np.isfinite(dt0) and dt0 > 0):
+        raise ValueError(f"{owner}: `dt0` must be a positive time step (ms), got {dt0}.")
+    if dtmax is not None and is_concrete(dtmax) and not (np.all(dtmax > 0) and not np.any(np.isnan(dtmax))):
+        raise ValueError(f"{owner}: `dtmax` must be a positive time step (ms), or inf for no limit, got {dtmax}.")
 
 
 def check_solver(owner, solver, adjoint) -> diffrax.AbstractAdjoint:

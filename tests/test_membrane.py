@@ -250,27 +250,33 @@ def test_user_channel_parameter_is_fitted_by_path():
         hh.fit(_with_a_current(12.0), target, free=("a.gbar",))
 
 
-def test_gradient_from_exact_rest_needs_and_gets_a_stable_dtmax():
-    """At exact equilibrium the error estimate is zero, so the adaptive step grows past the
-    stability limit: the trace is unharmed but its derivative is not. `stable_dtmax` caps
-    the step; the gradient then matches central differences."""
-    v0 = float(hh.presets.pospischil().resting_potential())
+def test_gradient_from_exact_rest_matches_central_differences():
+    """At exact equilibrium (the default start) the error estimate is zero, so unlimited
+    adaptive steps grow past the explicit solver's stability limit: the trace is unharmed,
+    but its derivative came back wrong by a factor of 1e6, or NaN, depending on how the
+    resting potential happened to round. `simulate` caps the step at `hh.stable_dtmax`."""
     ts = jnp.linspace(0.0, 30.0, 31)
+    at_rest = lambda gL: hh.simulate(hh.presets.pospischil(gL=gL), None, t1=30.0, ts=ts, rtol=1e-9, atol=1e-9).V.sum()  # noqa: E731
+    # At rest until a step 5 ms in, at the default tolerances.
+    ts_step = jnp.arange(0.0, 100.0, 0.1)
+    stepped = lambda gNa: jnp.mean(hh.simulate(hh.presets.pospischil(gNa=gNa), hh.Step(start=5.0, stop=90.0, amplitude=1.0),  # noqa: E731
+                                               t1=100.0, ts=ts_step, save="V").V ** 2)
+    for loss, x, h, rel in ((at_rest, 0.0205, 1e-6, 1e-4), (stepped, 50.0, 1e-4, 2e-3)):
+        value_and_grad = jax.jit(jax.value_and_grad(loss))  # its values also serve the differences
+        fd = (value_and_grad(x + h)[0] - value_and_grad(x - h)[0]) / (2 * h)
+        assert float(value_and_grad(x)[1]) == pytest.approx(float(fd), rel=rel)
 
-    def total(gL, dtmax):
-        p = hh.presets.pospischil(gL=gL)
-        return hh.simulate(p, None, t1=30.0, v0=v0, ts=ts, rtol=1e-9, atol=1e-9, dtmax=dtmax).V.sum()
 
-    dtmax = hh.stable_dtmax(hh.presets.pospischil())
-    assert 0.05 < dtmax < 0.5
-    # One compiled program per cap (jax.grad outside jit compiles its forward and backward
-    # passes separately); its values also serve the central differences.
-    value_and_grad = jax.jit(jax.value_and_grad(total), static_argnums=1)
-    gL = jnp.asarray(0.0205)
-    fd = (value_and_grad(gL + 1e-6, dtmax)[0] - value_and_grad(gL - 1e-6, dtmax)[0]) / 2e-6
-    assert float(value_and_grad(gL, dtmax)[1]) == pytest.approx(float(fd), rel=1e-4)
-    uncapped = float(value_and_grad(gL, None)[1])
-    assert not (abs(uncapped - fd) < 1e-3 * abs(fd))  # without the cap it is wrong
+@pytest.mark.parametrize("preset", ["neuron", "pospischil"])
+def test_stable_dtmax_follows_the_spectral_radius_at_rest(preset):
+    """`stable_dtmax` = 0.85 × Tsit5's real stability interval (h·ρ < 3.5) / ρ, with ρ the
+    spectral radius of the Jacobian at rest: against numpy's eigenvalues (the estimate may
+    err on the cautious side, by at most 15 %)."""
+    p = getattr(hh.presets, preset)()
+    y0 = p.initial_state()
+    rho = np.max(np.abs(np.linalg.eigvals(np.asarray(jax.jacfwd(lambda y: p.derivatives(y, 0.0))(y0)))))
+    assert 0.85 * 3.5 / rho / 1.15 < hh.stable_dtmax(p) <= 0.85 * 3.5 / rho * 1.01  # the interval: 3.5 to 1 %
+    assert hh.stable_dtmax(p, safety=1.0) == pytest.approx(hh.stable_dtmax(p) / (0.85 * 3.5), rel=1e-2)
 
 
 # --------------------------------------------------------------------------- rest, conventions, temperature

@@ -179,6 +179,25 @@ def test_dense_and_sparse_connectivity_agree():
     np.testing.assert_allclose(a["E.V"], b["E.V"], atol=1e-4)
 
 
+def test_weight_gradient_from_rest_matches_central_differences():
+    """A network starting at rest (the default) is at exact equilibrium until its input
+    arrives, so unlimited adaptive steps outgrew the stability limit and the gradient came
+    back as 1e43 (Pospischil cell driven through a synapse, XLA optimisation level 0); the
+    default step cap at the neurons' stability limit keeps it right."""
+    pops = {"pre": hh.Population(hh.presets.neuron(), 1), "post": hh.Population(hh.presets.pospischil(), 1)}
+    drive = {"pre": hh.Step(start=20.0, stop=60.0, amplitude=10.0)}
+    ts = jnp.arange(0.0, 80.0, 0.5)
+
+    def mean_v(w):
+        net = hh.Network(pops, {"s": hh.Projection("pre", "post", hh.ExpSynapse(tau=5.0, E=0.0), weight=jnp.reshape(w, (1, 1)))})
+        return jnp.mean(hh.simulate(net, drive, t1=80.0, ts=ts, save=("post.V",), rtol=1e-8, atol=1e-8)["post.V"])
+
+    value_and_grad = jax.jit(jax.value_and_grad(mean_v))  # its values also serve the differences
+    w, h = 0.01, 1e-5
+    fd = (value_and_grad(w + h)[0] - value_and_grad(w - h)[0]) / (2 * h)
+    assert float(value_and_grad(w)[1]) == pytest.approx(float(fd), rel=1e-5)
+
+
 def test_weight_gradients_match_central_differences_in_10_neuron_network():
     net, w0 = _ring()
     ts = jnp.linspace(0.0, 40.0, 401)

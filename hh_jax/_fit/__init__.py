@@ -25,7 +25,7 @@ from .._deprecation import renamed
 from .._interrupts import interrupts_raise
 from .._loss import TraceMSE, is_least_squares
 from .._membrane import AbstractMembrane
-from .._solve import stable_dtmax
+from .._stability import stable_dtmax
 from .._target import Target
 from ._descent import default_optimizer, descend, final_losses
 from ._least_squares import LM_CHUNK, LMState, isolate_failures, lm_chunk, lm_start

@@ -395,3 +395,13 @@ class Pospischil(AbstractChannelMembrane):
 
     def resting_potential(self):
         return _rest_by_newton(self, self.EL)
+
+
+def check_membrane(membrane, owner):
+    """`membrane` if it is an hh membrane, else a TypeError naming `owner`."""
+    if not isinstance(membrane, AbstractMembrane):
+        raise TypeError(
+            f"{owner}: `membrane` must be a membrane such as hh.presets.hh1952(), got "
+            f"{type(membrane).__name__}."
+        )
+    return membrane

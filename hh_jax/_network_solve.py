@@ -17,7 +17,7 @@ from ._exponential_euler import AbstractExponentialSolver, ExponentialEuler
 from ._delivery import out_edge_table
 from ._network import Network
 from ._network_events import EventController, EventSolver, event_term, initial_events
-from ._stability import default_safety, stiffest_rate
+from ._stability import step_limit
 from ._solve_setup import (
     cast_floats,
     check_solver,
@@ -162,12 +162,10 @@ def _max_norm(y):
 def _adaptive(net, stimuli, y0, arrays, events0, static):
     ts = arrays["ts"]
     # Steps are controlled on the network state; the spike record is bookkeeping.
-    dtmax = arrays["dtmax"]
-    if dtmax is None and (safety := default_safety(static.solver)) is not None:
-        # The neurons' stability limit at the start, as for single neurons (see `_stability`);
-        # synaptic variables relax far more slowly than the fastest gates.
-        dtmax = safety / jnp.max(jnp.stack([stiffest_rate(pop.membrane, y0["populations"][name])
-                                            for name, pop in net.populations.items()]))
+    # The neurons' stability limit at the start, as for single neurons (see `_stability`);
+    # synaptic variables relax far more slowly than the fastest gates.
+    dtmax = step_limit(arrays["dtmax"], static.solver,
+                       [(pop.membrane, y0["populations"][name]) for name, pop in net.populations.items()])
     stimuli_and_sources = [*stimuli.values(), *net.sources.values()]
     controller = EventController(step_controller(dict(arrays, dtmax=dtmax), stimuli_and_sources, lambda y: _max_norm(y["net"])), net)
     term = event_term(lambda t, y, args: net.derivatives(t, y, stimuli, pulses=True))

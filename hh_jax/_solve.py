@@ -20,7 +20,7 @@ from ._batch import Batching, batching_from_keywords, flatten_batch, run_batched
 from ._compilation_cache import diffrax_checks_as_nan
 from ._crossing import spike_times_padded
 from ._deprecation import deprecated
-from ._membrane import AbstractMembrane
+from ._membrane import AbstractMembrane, check_membrane
 from ._solve_setup import (
     cast_floats,
     check_solver,
@@ -35,7 +35,7 @@ from ._solve_setup import (
     solve_arrays,
     step_controller,
 )
-from ._stability import default_safety, stiffest_rate
+from ._stability import step_limit
 from ._stimulus import AbstractStimulus, NoStimulus
 from ._stimulus.base import guard_times
 from ._trace import Spikes, Trace
@@ -56,7 +56,7 @@ def simulate_neuron(
 ) -> Trace:
     """`hh.simulate` for a membrane (see there): validate, build, solve, assemble."""
     owner = "hh.simulate"
-    save_rows = _save_rows(_check_membrane(membrane, owner), save)
+    save_rows = _save_rows(check_membrane(membrane, owner), save)
     problem = _prepare(owner, membrane, stimulus, t1=t1, ts=ts, t0=t0, v0=v0, rtol=rtol, atol=atol,
                        dt0=dt0, dtmax=dtmax, max_steps=max_steps, batching=batching)
     check_memory(
@@ -118,7 +118,7 @@ def simulate_spikes(
     owner = "hh.simulate_spikes"
     sample_dt = _sample_interval(owner, sample_dt, old_keywords)
     batching = batching_from_keywords(owner, batching, old_keywords)
-    _check_membrane(membrane, owner)
+    check_membrane(membrane, owner)
     max_spikes = check_count("max_spikes", max_spikes, owner)
     for name, value in (("sample_dt", sample_dt), ("t0", t0), ("t1", t1)):
         check_finite(name, value, owner)
@@ -204,15 +204,6 @@ def _default_solver(adjoint: diffrax.AbstractAdjoint) -> diffrax.AbstractSolver:
     recovery fit, 11 s cold and 6 s warm against 14 and 7 s). Both give the same steps and
     values to rounding (tests/test_unrolled_tsit5.py)."""
     return diffrax.Tsit5() if isinstance(adjoint, diffrax.ForwardMode) else UnrolledTsit5()
-
-
-def _check_membrane(membrane, owner):
-    if not isinstance(membrane, AbstractMembrane):
-        raise TypeError(
-            f"{owner}: `membrane` must be a membrane such as hh.presets.hh1952(), got "
-            f"{type(membrane).__name__}."
-        )
-    return membrane
 
 
 def _prepare(owner, membrane, stimulus, *, t1, ts, t0, v0, rtol, atol, dt0, dtmax, max_steps, batching):
@@ -311,9 +302,7 @@ def _solve(membrane, stimulus, v0, batch_shape, arrays, static):
     ts = arrays["ts"]
     save_rows = list(static.save_rows)
     y0 = membrane.initial_state(v0, batch_shape)
-    dtmax = arrays["dtmax"]
-    if dtmax is None and (safety := default_safety(static.solver)) is not None:
-        dtmax = safety / stiffest_rate(membrane, y0)  # see `_stability`: derivatives from rest
+    dtmax = step_limit(arrays["dtmax"], static.solver, [(membrane, y0)])  # see `_stability`
     with diffrax_checks_as_nan():
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(vector_field),

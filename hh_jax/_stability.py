@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._membrane import AbstractMembrane, floats_as_arrays
+from ._membrane import AbstractMembrane, check_membrane, floats_as_arrays
 from ._unrolled_tsit5 import UnrolledTsit5
 from ._validation import check_finite, check_positive
 
@@ -94,6 +94,16 @@ def stiffest_rate(membrane: AbstractMembrane, y0) -> jax.Array:
     return jnp.max(_spectral_radius(J))
 
 
+def step_limit(dtmax, solver, starts):
+    """The largest step of a solve: the user's `dtmax` if given, else `solver`'s stability
+    limit at the initial states `starts` ((membrane, y0) pairs; the stiffest counts), or
+    None (no limit) for a solver without an explicit Runge–Kutta tableau."""
+    safety = default_safety(solver) if dtmax is None else None
+    if safety is None:
+        return dtmax
+    return safety / jnp.max(jnp.stack([stiffest_rate(membrane, y0) for membrane, y0 in starts]))
+
+
 def stable_dtmax(membrane: AbstractMembrane, v0=None, safety: float | None = None) -> float:
     """The largest step (ms) inside the explicit solver's stability limit at the initial state.
 
@@ -108,8 +118,7 @@ def stable_dtmax(membrane: AbstractMembrane, v0=None, safety: float | None = Non
         >>> hh.stable_dtmax(hh.presets.pospischil())   # about 0.19 ms
     """
     owner = "hh.stable_dtmax"
-    if not isinstance(membrane, AbstractMembrane):
-        raise TypeError(f"{owner}: `membrane` must be a membrane such as hh.presets.hh1952(), got {type(membrane).__name__}.")
+    check_membrane(membrane, owner)
     if safety is None:
         safety = default_safety(diffrax.Tsit5())
     check_positive("safety", safety, owner, "")

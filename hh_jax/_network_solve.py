@@ -94,7 +94,10 @@ def simulate_network(
                  "save fewer variables (`save`, () for spikes only) or fewer times (`ts`)", copies=2)
     with forward_mode_hint(owner):
         values, spikes, final, num_steps, success, cause = _integrate_network(net, stimuli, y0, arrays, tables, static)
-    values = raise_or_flag(values, success, cause, throw, failure_messages(owner, network=True))
+    # The error rides on everything returned: under jit a run that saves no variables
+    # (`save=()`, spikes only) has nothing else to carry it.
+    values, spikes, final, num_steps = raise_or_flag((values, spikes, final, num_steps), success, cause, throw,
+                                                     failure_messages(owner, network=True))
     spikes = {k: Spikes(times=v[0], counts=v[1], success=success) for k, v in spikes.items()}
     for name, proj in net.projections.items():
         if proj.plastic:  # learned weights as the network uses them: within bounds

@@ -220,6 +220,23 @@ def test_weight_gradients_match_central_differences_in_10_neuron_network():
     assert checked == 6 and np.max(np.abs(grad)) > 0
 
 
+def test_spikes_only_adaptive_run_under_jit_returns_spikes_and_raises_on_failure():
+    """`save=()` under jit: nothing but the spikes comes back, so a failed solve's error must
+    ride on them (it used to have no array to ride on, and the trace failed to build)."""
+    pops = {"inp": hh.Population(hh.presets.neuron(), 1), "out": hh.Population(hh.presets.neuron(), 1)}
+    net = hh.Network(pops, {"w": hh.Projection("inp", "out", hh.ExpSynapse(tau=5.0, E=0.0), weight=[[0.5]])})
+    opts = dict(t1=50.0, ts=jnp.linspace(0.0, 50.0, 11), save=())
+
+    def counts(amplitude, max_steps):
+        return hh.simulate(net, {"inp": hh.Step(start=1.0, amplitude=amplitude)}, max_steps=max_steps, **opts).spikes["inp"].counts
+
+    eager = hh.simulate(net, {"inp": hh.Step(start=1.0, amplitude=10.0)}, **opts)
+    assert eager.values == {} and int(eager.spikes["inp"].counts[0]) > 0
+    np.testing.assert_array_equal(jax.jit(lambda a: counts(a, 4096))(10.0), eager.spikes["inp"].counts)
+    with pytest.raises(RuntimeError, match="max_steps"):
+        jax.block_until_ready(jax.jit(lambda a: counts(a, 20))(10.0))
+
+
 def test_batch_of_networks_under_vmap():
     net, w0 = _ring()
     ts = jnp.linspace(0.0, 30.0, 301)

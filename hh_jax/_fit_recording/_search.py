@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from scipy.stats import qmc
 
 from .._batch import Batching
 from ._recorded import scaled, simulated_features
@@ -51,6 +50,8 @@ def search(s, candidates, seed, progress, save):
     p = len(bounds)
     state = progress.search
     if not state:
+        from scipy.stats import qmc  # here, not at import: scipy.stats takes about 1 s to import
+
         x = from_unit(model, bounds, qmc.Sobol(d=p, scramble=True, seed=seed).random(candidates))
         state.update(x=x, scores=np.full(candidates, np.nan), round=1)
     _score_pending(s, state, 0, candidates, save)

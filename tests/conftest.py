@@ -31,9 +31,10 @@ import sys
 #   XLA's work. Measured by compiling the same lowered programs alternately with and without
 #   it in one process (three rounds, medians; the machine's speed drifts too much between
 #   processes): a forward solve, its reverse- and forward-mode gradients and a Pospischil
-#   gradient compiled in 10.0 s instead of 13.4 s and in 15.6 s instead of 24.0 s in two
-#   runs, the Pospischil gradient alone 4.5-8.0 s instead of 7.2-13.0 s, running as fast
-#   (1-10 % slower at 10,000 neurons, faster or equal at one). At XLA's default level the
+#   gradient compiled in 15.6 s instead of 24.0 s, 7.8 s instead of 11.4 s and (with a
+#   10,000-neuron solve added) 10.0 s instead of 13.4 s in three runs, the Pospischil
+#   gradient alone in 4.3-8.0 s instead of 5.2-13.0 s, running as fast (9 % slower at
+#   10,000 neurons, faster or equal at one). At XLA's default level the
 #   pass costs little to compile and pays at run time (10,000 neurons 18 % slower without
 #   it), so only the test run drops it.
 # The few tests marked `optimised` run for long in their compiled programs instead: each runs

@@ -40,24 +40,30 @@ Written to fits.json and fits.md.
 
     python scripts/benchmark.py --fits --repeats 3 --out scripts/benchmark
 
+Large batches on one device (issue 14), `--gpu`: hh_jax and Jaxley at N = 10³ ... 10⁶ in
+three outputs (V every 0.025 ms, every 1 ms, spikes only), with peak device memory and a
+roofline line per case (see scripts/bench/batch.py). On a CPU it runs as a check.
+
+    python scripts/benchmark.py --gpu --out scripts/benchmark
+
 This file is the entry point (its command line, and what each case process runs); the work is
 in scripts/bench/: `references` (the case and NEURON's spike times), `runner` (a process per
-case), `single` (hh_jax, Jaxley, odeint), `network` (COBAHH, Brian2), `fits` (the fit scripts) and `report` (tables).
+case), `single` (hh_jax, Jaxley, odeint), `network` (COBAHH, Brian2), `fits` (the fit scripts), `batch` (large batches on one device, --gpu) and `report` (tables).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # scripts/bench, however this is run
 
+from bench.batch import gpu_main, run_batch_case  # noqa: E402
 from bench.fits import fits_main  # noqa: E402
 from bench.network import network_main, run_network_case  # noqa: E402
 from bench.references import AMPLITUDE, DT_SAVE, START, STOP, T1, neuron_reference  # noqa: E402
-from bench.report import machine, markdown  # noqa: E402
+from bench.report import machine, markdown, write_results  # noqa: E402
 from bench.single import run_all, run_case  # noqa: E402
 
 
@@ -81,6 +87,11 @@ def main(argv=None):
                         help="networks for --network: COBAHH and/or the Brunel E/I network (issue 18)")
     parser.add_argument("--fits", action="store_true",
                         help="time the fit scripts (fit_recovery cold and warm, fit_allen cold) instead")
+    parser.add_argument("--gpu", action="store_true",
+                        help="large batches of single neurons on JAX's device (issue 14): three outputs, roofline "
+                             "(default --sizes 1000 10000 100000 1000000); writes gpu.json and gpu.md")
+    parser.add_argument("--peak-bandwidth", type=float, help="--gpu: the device's memory bandwidth (bytes/s) for the roofline")
+    parser.add_argument("--peak-flops", type=float, help="--gpu: the device's arithmetic rate (FLOP/s) for the roofline")
     parser.add_argument("--case", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--reference", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -90,6 +101,10 @@ def main(argv=None):
         if "--repeats" not in (argv if argv is not None else sys.argv):
             args.repeats = 3
         return network_main(args)
+    if args.gpu:
+        if args.case:
+            return run_batch_case(args)
+        return gpu_main(args, argv if argv is not None else sys.argv)
     if args.case:
         return run_case(args)
     if args.fits:
@@ -100,15 +115,10 @@ def main(argv=None):
     reference, reference_label = neuron_reference()
     print(f"reference spike times ({reference_label}): {[round(s, 5) for s in reference]}")
     results = run_all(args, reference)
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     payload = dict(machine=machine(), reference=dict(label=reference_label, spike_times_ms=reference),
                    case=dict(model="NEURON hh, 6.3 °C", stimulus=f"{AMPLITUDE} µA/cm² step {START}-{STOP} ms",
                              t1_ms=T1, save_every_ms=DT_SAVE), results=results)
-    (out / "benchmark.json").write_text(json.dumps(payload, indent=2))
-    (out / "benchmark.md").write_text(markdown(payload))
-    print(f"wrote {out / 'benchmark.json'} and {out / 'benchmark.md'}")
-    return payload
+    return write_results(args.out, "benchmark", payload, markdown(payload))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def _recovery(out) -> dict:
 
 def fits_main(args) -> dict:
     """Run the fit cases one after another; write fits.json and fits.md to `args.out`."""
-    from bench.report import machine
+    from bench.report import machine, write_results
 
     rows = []
     for i in range(args.repeats):
@@ -79,12 +79,7 @@ def fits_main(args) -> dict:
         print(f"fit_allen cold: fit {rows[-1]['fit_s']:.1f} s, process {wall:.1f} s, "
               f"{rows[-1]['within']}/{rows[-1]['features']} features within tolerance", flush=True)
     payload = dict(machine=machine(), results=rows)
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "fits.json").write_text(json.dumps(payload, indent=2))
-    (out / "fits.md").write_text(fits_markdown(payload))
-    print(f"wrote {out / 'fits.json'} and {out / 'fits.md'}")
-    return payload
+    return write_results(args.out, "fits", payload, fits_markdown(payload))
 
 
 def fits_markdown(payload) -> str:

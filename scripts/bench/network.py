@@ -16,8 +16,6 @@ CV after a 200 ms transient (`scripts/brunel.py`'s `regime`).
 
 from __future__ import annotations
 
-import json
-import pathlib
 import resource
 import time
 
@@ -245,7 +243,7 @@ def _run_cases(args, model) -> list:
 def brunel_main(args) -> dict:
     """The Brunel network: hh_jax (each dtype) and Brian2 on every seed, each in its own
     process; writes brunel.json and brunel.md into `args.out`."""
-    from .report import machine
+    from .report import machine, write_results
 
     results = _run_cases(args, "brunel")
     ok = [r for r in results if "error" not in r]
@@ -259,20 +257,15 @@ def brunel_main(args) -> dict:
         ratio = (lambda key: f"{r[key] / b[key]:.3f}") if b else (lambda key: "–")
         lines.append(f"| {r['tool']} | {r['dtype']} | {r['seed']} | {r['wall_s']:.2f} | {ratio('wall_s')} "
                      f"| {r['rate_hz']:.2f} | {ratio('rate_hz')} | {r['isi_cv']:.3f} | {r['synchrony']:.2f} |")
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     payload = dict(machine=machine(), case=dict(model="brunel", n=BRUNEL_N, t1_ms=T1_MS, dt_ms=DT_MS), results=results)
-    (out / "brunel.json").write_text(json.dumps(payload, indent=2))
-    (out / "brunel.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / 'brunel.json'} and {out / 'brunel.md'}")
-    return payload
+    return write_results(args.out, "brunel", payload, "\n".join(lines) + "\n")
 
 
 def network_main(args) -> dict:
     """Every (tool, dtype) on every seed in turn, each in its own process; writes
     network.json and network.md into `args.out`. With `--models brunel` (or both), the
     Brunel case too (`brunel_main`)."""
-    from .report import machine, network_markdown
+    from .report import machine, network_markdown, write_results
 
     if "brunel" in args.models:
         payload = brunel_main(args)
@@ -280,11 +273,6 @@ def network_main(args) -> dict:
             return payload
 
     results = _run_cases(args, "cobahh")
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     payload = dict(machine=machine(), case=dict(model="COBAHH (Brette et al. 2007, benchmark 3)", n=N,
                                                 t1_ms=T1_MS, dt_ms=DT_MS), results=results)
-    (out / "network.json").write_text(json.dumps(payload, indent=2))
-    (out / "network.md").write_text(network_markdown(payload))
-    print(f"wrote {out / 'network.json'} and {out / 'network.md'}")
-    return payload
+    return write_results(args.out, "network", payload, network_markdown(payload))

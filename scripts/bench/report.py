@@ -3,9 +3,22 @@ tables written beside the JSON results (benchmark.md, network.md)."""
 
 from __future__ import annotations
 
+import json
 import os
+import pathlib
 import platform
 import time
+
+
+def write_results(out, name: str, payload: dict, table: str) -> dict:
+    """`name`.json (the payload) and `name`.md (its table) in the folder `out`; returns the
+    payload."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    (out / f"{name}.md").write_text(table)
+    print(f"wrote {out / f'{name}.json'} and {out / f'{name}.md'}")
+    return payload
 
 
 def machine() -> dict:

@@ -36,6 +36,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._crossing import first_true
+
 NEWTON_STEPS = 4  # from the linear estimate: quadratic convergence, below float64 resolution
 SUBSTEPS = 16  # Runge–Kutta substeps from the nearest sample to an event (at most half an interval)
 # Newton steps locating each event on the integrated solution, without derivatives (one more
@@ -139,8 +141,7 @@ class LocalSolution(eqx.Module):
         # 2. The first `max_events` of each kind on the integrated solution: one Newton step
         # without derivatives to locate, one with them to measure.
         n, k = tau_up.shape[0], min(self.max_events, tau_up.shape[0], peak_at.shape[0])
-        (i_up,) = jnp.nonzero(up, size=k, fill_value=n)
-        (i_down,) = jnp.nonzero(down, size=k, fill_value=n)
+        i_up, i_down = first_true(up, k, n), first_true(down, k, n)
         i_up_c, i_down_c = jnp.minimum(i_up, n - 1), jnp.minimum(i_down, n - 1)
         at = jnp.concatenate([i_up_c, i_down_c, peak_at[:k], trough_at[:k]])
         tau = jnp.concatenate([tau_up[i_up_c], tau_down[i_down_c], tau_peak[:k], tau_trough[:k]])

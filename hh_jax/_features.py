@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from ._analysis import check_trace
-from ._crossing import crossings_linear, spike_times_padded
+from ._crossing import crossings_linear, first_true, spike_times_padded
 from ._target import Target
 from ._validation import check_finite
 
@@ -87,7 +87,7 @@ def spikes_in_window(t, V, threshold, start, stop, valid, between=None) -> dict:
     successive = counted[:-1] & counted[1:]  # spikes k and k+1 both counted
     width_ok = counted & ended
 
-    (order,) = jnp.nonzero(counted, size=n, fill_value=0)
+    order = first_true(counted, n, 0)
     times = jnp.where(jnp.arange(n) < count, t_spike[order], jnp.nan)
     return {
         "count": count,

@@ -97,3 +97,18 @@ def test_spike_times_cubic_beats_linear_on_known_signal():
     V = jnp.sin(t - 1.234)
     got = float(hh.spike_times(t, V, threshold=0.0)[0])
     assert abs(got - 1.234) < 1e-5  # linear interpolation would be ~1e-4 off here
+
+
+def test_first_true_indices_equal_numpy_nonzero():
+    """The crossing index rule (running count and binary search) against numpy's nonzero:
+    random masks, more and fewer True entries than asked for, none, and an empty mask."""
+    from hh_jax._crossing import first_true
+
+    rng = np.random.default_rng(0)
+    masks = [rng.random(200) < p for p in (0.0, 0.01, 0.05, 0.5, 1.0)] + [np.zeros(0, bool)]
+    for mask in masks:
+        for k in (1, 4, 16):
+            expected = np.full(k, -1)
+            found = np.flatnonzero(mask)[:k]
+            expected[: found.size] = found
+            np.testing.assert_array_equal(np.asarray(first_true(jnp.asarray(mask), k, -1)), expected)

@@ -117,7 +117,7 @@ def check_tolerances(owner, *, rtol, atol, max_steps, dt0, dtmax):
     check_count("max_steps", max_steps, owner)
     if dt0 is not None and is_concrete(dt0) and not (np.isfinite(dt0) and dt0 > 0):
         raise ValueError(f"{owner}: `dt0` must be a positive time step (ms), got {dt0}.")
-    if dtmax is not None and is_concrete(dtmax) and not (np.all(dtmax > 0) and not np.any(np.isnan(dtmax))):
+    if dtmax is not None and is_concrete(dtmax) and not np.all(np.asarray(dtmax) > 0):  # NaN and -inf fail too
         raise ValueError(f"{owner}: `dtmax` must be a positive time step (ms), or inf for no limit, got {dtmax}.")
 
 

@@ -4,7 +4,7 @@ the script), each case in its own process.
 
 Case: the benchmark's (NEURON's `hh`, 9 µA/cm² step 1-41 ms, 50 ms), N identical neurons, in
 three outputs: `V` (every 0.025 ms), `V1ms` (every 1 ms) and `spikes` (spike times only:
-`hh.simulate_spikes`; for Jaxley, crossings of 0 mV found on the device in its own trace).
+`hh.simulate_spikes`; for Jaxley, `hh.spike_times` of its trace, on the device).
 Per case: first-call and median wall time, neuron·ms simulated per second, the device's peak
 memory (`memory_stats`; the process' peak RSS where the device reports none), the spike-time
 error of neuron 0 against NEURON (not for `V1ms`: 1 ms samples do not place spikes), and a
@@ -76,22 +76,6 @@ def _vector_field_flops(n, dtype) -> float:
     return float(cost.get("flops", float("nan")))
 
 
-def _jaxley_first_crossings(t, V):
-    """Times (ms) of the first MAX_SPIKES upward crossings of 0 mV in each row of V, by
-    linear interpolation; NaN where there are fewer."""
-    import jax
-    import jax.numpy as jnp
-
-    def one(v):
-        up = (v[:-1] < 0.0) & (v[1:] >= 0.0)
-        (idx,) = jnp.nonzero(up, size=MAX_SPIKES, fill_value=0)
-        frac = -v[idx] / (v[idx + 1] - v[idx])
-        times = t[idx] + frac * (t[1] - t[0])
-        return jnp.where(jnp.arange(MAX_SPIKES) < jnp.sum(up), times, jnp.nan)
-
-    return jax.vmap(one)(V)
-
-
 def case_batch(tool, output, n, dtype, repeats, reference, rtol, chunk_size):
     """One case inside its own process."""
     import jax
@@ -147,8 +131,8 @@ def case_batch(tool, output, n, dtype, repeats, reference, rtol, chunk_size):
         def run(gNa, gK, gL):
             V = jax.vmap(single)(gNa, gK, gL)
             V = V[..., : t.size]
-            if sample_dt is None:
-                return _jaxley_first_crossings(t, V)
+            if sample_dt is None:  # located as hh_jax locates them (`hh.spike_times`)
+                return hh.spike_times(t, V, 0.0, max_spikes=MAX_SPIKES)[0]
             return V[..., :: int(round(sample_dt / DT_SAVE))]
 
         out, first, wall = timed(lambda: jax.jit(run)(*g), repeats, summarize=lambda o: np.asarray(o))

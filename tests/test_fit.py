@@ -177,7 +177,7 @@ def test_lbfgs_line_search_differentiates_the_loss_by_the_problems_own_gradient(
     init = hh.presets.hh1952(**{**TRUTH, "gK": 44.0})
     free = ("gK", "gL")
     problem = make_problem(init, [target], hh.TraceMSE(), spaces_for(init, free, None), 1e-9, 1e-9, 65536,
-                           jnp.float64, hh.stable_dtmax)
+                           jnp.float64)
     assert problem.forward
     loss = _loss_with_problem_gradient(problem)
     u = jnp.asarray([0.03, -0.02])
@@ -308,7 +308,7 @@ def test_starts_solved_together_give_each_start_its_own_residuals_and_jacobian(s
         targets[1] = hh.Target(stimulus=STEP, ts=ts, V=np.interp(ts, TS, np.asarray(targets[1].V)))
     init = hh.presets.hh1952()
     spaces = spaces_for(init, FREE, None)
-    problem = make_problem(init, targets, hh.TraceMSE(), spaces, 1e-9, 1e-9, 65536, jnp.float64, hh.stable_dtmax)
+    problem = make_problem(init, targets, hh.TraceMSE(), spaces, 1e-9, 1e-9, 65536, jnp.float64)
     assert problem.shared == shared
     U = jnp.asarray(np.random.default_rng(0).uniform(-0.4, 0.4, (3, len(FREE))))
     r, J, ok = jax.jit(lambda U: _residuals_and_jacobian(problem, U))(U)

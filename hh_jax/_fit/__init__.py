@@ -25,7 +25,6 @@ from .._deprecation import renamed
 from .._interrupts import interrupts_raise
 from .._loss import TraceMSE, is_least_squares
 from .._membrane import AbstractMembrane
-from .._stability import stable_dtmax
 from .._target import Target
 from ._descent import default_optimizer, descend, final_losses
 from ._least_squares import LM_CHUNK, LMState, isolate_failures, lm_chunk, lm_start
@@ -140,7 +139,7 @@ def fit(
     spaces = spaces_for(init, free, bounds)
     names = [s.name for s in spaces]
     dtype = jnp.result_type(float)
-    problem = make_problem(init, targets, loss, spaces, rtol, atol, max_steps, dtype, stable_dtmax)
+    problem = make_problem(init, targets, loss, spaces, rtol, atol, max_steps, dtype)
     fingerprint = problem_fingerprint(init, targets, names, bounds, loss, n_starts)
     screen = screen if least_squares and steps == 0 else 1
     run = Run.fresh(spaces, opt, n_starts, seed, dtype, screen) if resume is None else Run.resumed(resume, opt, fingerprint, dtype, spaces)

@@ -73,7 +73,6 @@ class Problem(eqx.Module):
     init: AbstractMembrane
     targets: tuple[Target, ...]
     loss: Callable
-    dtmax: Array  # per target: the largest stable step at its initial state (ms)
     rtol: Array
     atol: Array
     smoothing: Array  # ms: Gaussian width applied to both traces in `residuals` (0: none)
@@ -87,12 +86,12 @@ class Problem(eqx.Module):
         k = len(self.targets)
         stack = lambda f: jnp.stack([jnp.asarray(f(t)) for t in self.targets])  # noqa: E731
         lanes = dict(
-            weights=jnp.eye(k, dtype=self.dtmax.dtype), ts=stack(lambda t: t.ts), V=stack(lambda t: t.V),
-            mask=stack(lambda t: t.mask), t0=stack(lambda t: t.t0).astype(self.dtmax.dtype),
-            weight=stack(lambda t: t.weight).astype(self.dtmax.dtype),
+            weights=jnp.eye(k, dtype=self.rtol.dtype), ts=stack(lambda t: t.ts), V=stack(lambda t: t.V),
+            mask=stack(lambda t: t.mask), t0=stack(lambda t: t.t0).astype(self.rtol.dtype),
+            weight=stack(lambda t: t.weight).astype(self.rtol.dtype),
         )
         if self.targets[0].v0 is not None:
-            lanes["v0"] = stack(lambda t: t.v0).astype(self.dtmax.dtype)
+            lanes["v0"] = stack(lambda t: t.v0).astype(self.rtol.dtype)
         return lanes
 
     def _lane_target(self, lane):
@@ -184,14 +183,13 @@ class Problem(eqx.Module):
             lanes = self._lanes()
             first = self.targets[0]
             stimulus = Selected(tuple(t.stimulus for t in self.targets), lanes["weights"])
-            tr = simulate(membranes(1), stimulus, t0=first.t0, t1=first.ts[-1], ts=first.ts, v0=lanes.get("v0"),
-                          dtmax=jnp.min(self.dtmax), **solve)
+            tr = simulate(membranes(1), stimulus, t0=first.t0, t1=first.ts[-1], ts=first.ts, v0=lanes.get("v0"), **solve)
             out = jax.vmap(lambda lane, V: jax.vmap(lambda v: fn(self._lane_target(lane), v))(V),
                            in_axes=(0, 1), out_axes=1)(lanes, tr.V)
             return out.reshape(n, -1), jnp.broadcast_to(tr.success, (n,))
         outs, ok = [], True
         for i, t in enumerate(self.targets):
-            tr = simulate(membranes(), t.stimulus, t0=t.t0, t1=t.ts[-1], ts=t.ts, v0=t.v0, dtmax=self.dtmax[i], **solve)
+            tr = simulate(membranes(), t.stimulus, t0=t.t0, t1=t.ts[-1], ts=t.ts, v0=t.v0, **solve)
             outs.append(jax.vmap(lambda v: fn(t, v))(tr.V).reshape(n, -1))
             ok = ok & tr.success
         return jnp.concatenate(outs, axis=-1), jnp.broadcast_to(ok, (n,))
@@ -200,16 +198,13 @@ class Problem(eqx.Module):
 FORWARD_MAX_PARAMETERS = 8  # up to this many free parameters, gradients by forward mode
 
 
-def make_problem(init, targets, loss, spaces, rtol, atol, max_steps, dtype, dtmax_of, forward=None) -> Problem:
+def make_problem(init, targets, loss, spaces, rtol, atol, max_steps, dtype, forward=None) -> Problem:
     cast = lambda x: jnp.asarray(x, dtype) if eqx.is_inexact_array(x) or isinstance(x, float) else x  # noqa: E731
     cast_arrays = lambda x: jnp.asarray(x, dtype) if eqx.is_inexact_array(x) else x  # noqa: E731
     return Problem(
         init=jax.tree_util.tree_map(cast, init),
         targets=jax.tree_util.tree_map(cast_arrays, targets),
         loss=loss,
-        # Targets usually start at rest, where the error estimate is zero and steps could grow
-        # past the stability limit that the gradients (not the trace) need.
-        dtmax=jnp.asarray(np.array([dtmax_of(init, t.v0) for t in targets]), dtype),
         rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype), smoothing=jnp.asarray(0.0, dtype),
         spaces=spaces, max_steps=max_steps, shared=same_samples(targets),
         forward=len(spaces) <= FORWARD_MAX_PARAMETERS if forward is None else forward,

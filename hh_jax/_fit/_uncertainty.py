@@ -62,7 +62,7 @@ def uncertainty(problem, u_best, r=None, J_u=None):
     masks = [np.asarray(t.mask) for t in problem.targets]
     s = np.concatenate([np.full(m.shape, np.sqrt(t.weight / m.sum())) for t, m in zip(problem.targets, masks)])
     if J_u is None:
-        x_best = jnp.asarray([sp.natural(u_best[i]) for i, sp in enumerate(spaces)], problem.dtmax.dtype)
+        x_best = jnp.asarray([sp.natural(u_best[i]) for i, sp in enumerate(spaces)], problem.rtol.dtype)
         J, e = raw_jacobian(problem, x_best)
         J, e = np.asarray(J, float), np.asarray(e, float)
     else:

@@ -66,7 +66,7 @@ def main(argv=None):
     targets = make_targets(1.0, 1)
     init = hh.presets.hh1952()
     spaces = spaces_for(init, tuple(TRUTH), None)
-    problem = make_problem(init, tuple(targets), hh.TraceMSE(), spaces, 1e-5, 1e-5, 16384, jnp.float64, hh.stable_dtmax)
+    problem = make_problem(init, tuple(targets), hh.TraceMSE(), spaces, 1e-5, 1e-5, 16384, jnp.float64)
     rng = np.random.default_rng(0)
     x0 = np.stack([s.sample(rng, args.starts) for s in spaces], axis=1)
     u0 = jnp.asarray(np.stack([s.unconstrained(x0[:, i]) for i, s in enumerate(spaces)], axis=1))

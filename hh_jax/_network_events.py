@@ -5,10 +5,9 @@ The adaptive solve integrates the smooth network ODE (`hh.Network.derivatives`) 
 Diffrax solver, wrapped by `EventSolver`, whose state is {"net": network state, "events":
 per population the spike record}. After each step of the wrapped solver it
 
-- finds every threshold crossing of the step (`upward_crossings`: the one crossing rule) and
-  locates it on the solver's own dense output — bisection on the polynomial of V alone, the
-  rule applied to the last bracket — so spike times are as accurate as the solution and no
-  voltage needs to be saved (`save=()`);
+- finds every threshold crossing of the step and locates it on the solver's own dense
+  output (`_step_spikes`, as `hh.simulate_spikes` does for single neurons), so spike times
+  are as accurate as the solution and no voltage needs to be saved (`save=()`);
 - keeps the first `max_spikes` times per neuron (the trace's `spikes`) and, for populations
   with delayed projections, a ring of the latest ones;
 - applies, for each delayed projection, the release of every spike whose arrival
@@ -40,11 +39,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._crossing import upward_crossings
 from ._delivery import connection_rows, connection_sum
+from ._step_spikes import WrappedStepper, append_spikes, step_crossings
 from ._validation import concrete_array
 
-_BISECTIONS = 12  # halvings of a step around a crossing before the final linear rule
 MIN_INTERVAL = 0.5  # ms: the shortest interspike interval whose delayed releases are all kept
 
 
@@ -89,30 +87,6 @@ def _v_rows(info, name):
                                   is_leaf=lambda x: isinstance(x, dict) and "net" in x)
 
 
-def _crossing_times(interpolation_cls, dense_info, name, t0, t1, theta):
-    """Per neuron, where V(t) of the solver's dense output reaches `theta` in [t0, t1]:
-    bisection, then the crossing rule on the last bracket."""
-    info = {k: _v_rows(v, name) for k, v in dense_info.items()}
-    axes = jax.tree_util.tree_map(lambda x: x.ndim - 1, info)
-
-    def evaluate(t):  # V of each neuron at its own time t (n,)
-        return jax.vmap(lambda inf, tt: interpolation_cls(t0=t0, t1=t1, **inf).evaluate(tt),
-                        in_axes=(axes, 0))(info, t)
-
-    n = theta.shape[0]
-    lo, hi = jnp.full((n,), t0), jnp.full((n,), t1)
-
-    def halve(_, bracket):
-        a, b = bracket
-        mid = 0.5 * (a + b)
-        above = evaluate(mid) >= theta
-        return jnp.where(above, a, mid), jnp.where(above, mid, b)
-
-    a, b = jax.lax.fori_loop(0, _BISECTIONS, halve, (lo, hi))
-    _, frac = upward_crossings(evaluate(a), evaluate(b), theta)
-    return a + jnp.clip(frac, 0.0, 1.0) * (b - a)
-
-
 def _arrival_times(net, proj, recent):
     """When the latest spikes of `proj`'s presynaptic neurons arrive (ms; −inf: no spike):
     (n_pre, depth), or (*connections, depth) for per-connection delays."""
@@ -138,7 +112,7 @@ def next_arrival(net, events, after):
     return soonest
 
 
-class EventSolver(diffrax.AbstractWrappedSolver):
+class EventSolver(WrappedStepper):
     """Wraps a Diffrax solver of the network ODE: records spikes and delivers delayed
     releases after each step (see the module's docstring). `net` and `max_spikes` as in
     `hh.simulate`."""
@@ -154,20 +128,6 @@ class EventSolver(diffrax.AbstractWrappedSolver):
         if self.scan_kind is None or getattr(self.solver, "scan_kind", self.scan_kind) is not None:
             return self.solver
         return eqx.tree_at(lambda s: s.scan_kind, self.solver, self.scan_kind, is_leaf=lambda x: x is None)
-
-    @property
-    def term_structure(self):
-        return self.solver.term_structure
-
-    @property
-    def interpolation_cls(self):
-        return self.solver.interpolation_cls
-
-    def order(self, terms):
-        return self.solver.order(terms)
-
-    def error_order(self, terms):
-        return self.solver.error_order(terms)
 
     def init(self, terms, t0, t1, y0, args):
         return self._inner().init(terms, t0, t1, y0, args)
@@ -190,19 +150,13 @@ class EventSolver(diffrax.AbstractWrappedSolver):
         rec = dict(y0["events"]["populations"][name])
         v0, v1 = y0["net"]["populations"][name][0], y1["net"]["populations"][name][0]
         theta = jnp.broadcast_to(jnp.asarray(self.net.populations[name].theta(), v1.dtype), v1.shape)
-        crossed, _ = upward_crossings(v0, v1, theta)
-        times = jax.lax.cond(
-            jnp.any(crossed),
-            lambda: _crossing_times(self.solver.interpolation_cls, dense_info, name, t0, t1, theta),
-            lambda: jnp.full(v1.shape, t1, v1.dtype))
-        count, n = rec["count"].astype(jnp.int32), v1.shape[0]
-        rows = jnp.arange(n)
-        keep = crossed & (count < self.max_spikes)  # rows set to n are dropped
-        rec["times"] = rec["times"].at[jnp.where(keep, rows, n), jnp.minimum(count, self.max_spikes - 1)].set(times, mode="drop")
+        info_V = {k: _v_rows(v, name) for k, v in dense_info.items()}
+        crossed, times = step_crossings(self.solver.interpolation_cls, info_V, v0, v1, theta, t0, t1)
         if "recent" in rec:
-            depth = rec["recent"].shape[1]
-            rec["recent"] = rec["recent"].at[jnp.where(crossed, rows, n), count % depth].set(times, mode="drop")
-        rec["count"] = rec["count"] + crossed
+            n, depth = v1.shape[0], rec["recent"].shape[1]
+            slot = rec["count"].astype(jnp.int32) % depth
+            rec["recent"] = rec["recent"].at[jnp.where(crossed, jnp.arange(n), n), slot].set(times, mode="drop")
+        rec["times"], rec["count"] = append_spikes(rec["times"], rec["count"], crossed, times, self.max_spikes)
         return rec
 
     def _deliver(self, projections, events, t0, t1):

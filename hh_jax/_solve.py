@@ -18,7 +18,6 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ._batch import Batching, batching_from_keywords, flatten_batch, run_batched
 from ._compilation_cache import diffrax_checks_as_nan
-from ._crossing import spike_times_padded
 from ._deprecation import deprecated
 from ._membrane import AbstractMembrane, check_membrane
 from ._solve_setup import (
@@ -36,6 +35,7 @@ from ._solve_setup import (
     step_controller,
 )
 from ._stability import step_limit
+from ._step_spikes import SpikeRecorder, empty_record, record_term
 from ._stimulus import AbstractStimulus, NoStimulus
 from ._stimulus.base import guard_times
 from ._trace import Spikes, Trace
@@ -43,7 +43,6 @@ from ._unrolled_tsit5 import UnrolledTsit5
 from ._validation import broadcast_batch_shape, check_count, check_finite, check_memory, is_concrete
 from ._vector_field import vector_field
 
-DEFAULT_SAMPLE_DT = 0.025  # ms: `simulate_spikes`' voltage sampling interval
 # Peak copies of the saved output: the whole batch's result and its reordering into the
 # returned trace, plus, for the neurons solved at once (a chunk), Diffrax's save buffer and
 # the compiled solve's output.
@@ -95,17 +94,18 @@ def simulate_spikes(
 ) -> Spikes:
     """Simulate and keep only spike times and counts: memory O(neurons × max_spikes).
 
-    The voltage is sampled every `sample_dt` ms inside the compiled solve and reduced to
-    spike times there (as `hh.spike_times` does), so no trace is ever returned: for parameter
-    sweeps and populations where only the spikes matter.
+    Spikes are found on the solver's own steps: after each step, every upward crossing of
+    `threshold` in it is located on the step's dense output (to the solution's accuracy)
+    and appended to the neuron's record, so no voltage is sampled or returned: for
+    parameter sweeps and populations where only the spikes matter.
 
     **Arguments:** as `hh.simulate` for a membrane (including `batching`), plus
     - `threshold`: spike detection level (mV); default the membrane's `spike_threshold()`.
     - `max_spikes`: length of the padded spike-time array per neuron; spikes beyond it are
       counted but their times dropped.
-    - `sample_dt`: voltage sampling interval (ms) for spike detection, default 0.025 (not a
-      step: the solver's steps are adaptive). The old name `dt=` is deprecated, as are
-      `chunk_size=`, `devices=` and `steps=` (use `batching=hh.Batching(...)`).
+    - `sample_dt` (and its old name `dt=`) is deprecated and has no effect: spikes are no
+      longer found on samples of V. `chunk_size=`, `devices=` and `steps=` are deprecated
+      too (use `batching=hh.Batching(...)`).
 
     **Returns:** an `hh.Spikes` with `times` `(*batch, max_spikes)` (ms, NaN-padded),
     `counts` `(*batch,)` and `success`.
@@ -116,25 +116,22 @@ def simulate_spikes(
         ...                         batching=hh.Batching(chunk_size=10_000))
     """
     owner = "hh.simulate_spikes"
-    sample_dt = _sample_interval(owner, sample_dt, old_keywords)
+    _no_sampling(owner, sample_dt, old_keywords)
     batching = batching_from_keywords(owner, batching, old_keywords)
     check_membrane(membrane, owner)
     max_spikes = check_count("max_spikes", max_spikes, owner)
-    for name, value in (("sample_dt", sample_dt), ("t0", t0), ("t1", t1)):
+    for name, value in (("t0", t0), ("t1", t1)):
         check_finite(name, value, owner)
-    if not sample_dt > 0:
-        raise ValueError(f"{owner}: `sample_dt` must be a positive sampling interval (ms), got {sample_dt}.")
     if not float(t1) > float(t0):
         raise ValueError(f"{owner}: `t1` must be after `t0`, got t0={t0}, t1={t1} (ms).")
-    n = int(round((float(t1) - float(t0)) / sample_dt)) + 1
-    # The voltage at every sample lives inside the solve, for each neuron of a chunk.
+    # The record lives inside the solve for each neuron of a chunk: the state's, the step's
+    # new one and Diffrax's choice between them.
     neurons = math.prod(getattr(membrane, "batch_shape", ()) or (1,))
     check_memory(
-        owner, f"sampling V every sample_dt={sample_dt} ms", (min(neurons, batching.chunk_size or neurons), n), 8,
-        "use a larger `sample_dt` (spike detection needs ~0.025 ms) or a smaller `Batching.chunk_size`",
-        copies=5,  # save times, Diffrax's buffer, V, crossings, reductions
+        owner, f"the record of max_spikes={max_spikes} spike times", (min(neurons, batching.chunk_size or neurons), max_spikes), 8,
+        "use a smaller `max_spikes` or a smaller `Batching.chunk_size`", copies=3,
     )
-    problem = _prepare(owner, membrane, stimulus, t1=t1, ts=np.linspace(float(t0), float(t1), n), t0=t0,
+    problem = _prepare(owner, membrane, stimulus, t1=t1, ts=np.asarray([float(t1)]), t0=t0,
                        v0=v0, rtol=rtol, atol=atol, dt0=dt0, dtmax=None, max_steps=max_steps, batching=batching)
     threshold = problem.membrane.spike_threshold() if threshold is None else threshold
     problem.arrays["threshold"] = jnp.asarray(threshold, problem.arrays["ts"].dtype)
@@ -143,16 +140,16 @@ def simulate_spikes(
     return Spikes(times=times, counts=counts, success=success)
 
 
-def _sample_interval(owner, sample_dt, old_keywords: dict) -> float:
-    """`sample_dt`, or the deprecated `dt=` (popped from `old_keywords`, with a warning)."""
-    if "dt" not in old_keywords:
-        return DEFAULT_SAMPLE_DT if sample_dt is None else sample_dt
-    dt = old_keywords.pop("dt")
-    if sample_dt is not None:
-        raise TypeError(f"{owner}: pass `sample_dt` (the old name `dt` is deprecated), not both.")
-    deprecated(owner, "`dt=`", f"`sample_dt={dt!r}` (a sampling interval, ms: `dt` means a fixed step elsewhere in hh_jax)",
-               stacklevel=3)
-    return dt
+def _no_sampling(owner, sample_dt, old_keywords: dict) -> None:
+    """Warn that `sample_dt` (or its old name `dt=`, popped from `old_keywords`) no longer
+    has an effect."""
+    dt = old_keywords.pop("dt", None)
+    if dt is not None and sample_dt is not None:
+        raise TypeError(f"{owner}: pass `sample_dt` or its old name `dt`, not both (both are deprecated and have no effect).")
+    given = "`dt=`" if dt is not None else "`sample_dt=`" if sample_dt is not None else None
+    if given is not None:
+        deprecated(owner, given, "no replacement (it has no effect: spikes are located on the solver's steps, on "
+                   "their dense output, not on samples of V)", stacklevel=3)
 
 
 class _Problem(NamedTuple):
@@ -298,37 +295,48 @@ def _batch_rms_norm(x):
 
 
 def _solve(membrane, stimulus, v0, batch_shape, arrays, static):
-    """One Diffrax solve of the whole (possibly batched) state with a shared step."""
-    ts = arrays["ts"]
-    save_rows = list(static.save_rows)
+    """One Diffrax solve of the whole (possibly batched) state with a shared step: the saved
+    rows at `ts`, or (`static.max_spikes` set) only the spike record, kept on the steps."""
     y0 = membrane.initial_state(v0, batch_shape)
     dtmax = step_limit(arrays["dtmax"], static.solver, [(membrane, y0)])  # see `_stability`
+    term = diffrax.ODETerm(vector_field)
+    if static.max_spikes is None:
+        save_rows = list(static.save_rows)
+        solver, norm, start = static.solver, _batch_rms_norm, y0
+        saveat = diffrax.SaveAt(ts=arrays["ts"], fn=lambda t, y, args: y[save_rows, ...])
+    else:
+        solver = SpikeRecorder(static.solver, term, arrays["threshold"], static.max_spikes)
+        norm = lambda y: _batch_rms_norm(y["state"])  # noqa: E731
+        start = {"state": y0, "spikes": empty_record(math.prod(batch_shape), static.max_spikes, y0.dtype)}
+        term, saveat = record_term(term), diffrax.SaveAt(t1=True)
     with diffrax_checks_as_nan():
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(vector_field),
-            static.solver,
+            term,
+            solver,
             t0=arrays["t0"],
             t1=arrays["t1"],
             dt0=arrays["dt0"],
-            y0=y0,
+            y0=start,
             args=(membrane, stimulus),
-            saveat=diffrax.SaveAt(ts=ts, fn=lambda t, y, args: y[save_rows, ...]),
-            stepsize_controller=step_controller(dict(arrays, dtmax=dtmax), [stimulus], _batch_rms_norm),
+            saveat=saveat,
+            stepsize_controller=step_controller(dict(arrays, dtmax=dtmax), [stimulus], norm),
             max_steps=static.max_steps,
             adjoint=static.adjoint,
             throw=False,
         )
-    ys = jnp.moveaxis(sol.ys, 0, -1)  # (time, saved, *batch) -> (saved, *batch, time)
-    ys = jnp.moveaxis(ys, 0, -2)  # batch first: (*batch, saved, time)
-    finite = jnp.all(jnp.isfinite(ys))
-    success = (sol.result == diffrax.RESULTS.successful) & finite
     stats = {k: sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")}
     if static.max_spikes is None:
-        return ys, success, failure_cause(sol.result, finite), stats
-    V = ys[..., 0, :].reshape(-1, ts.shape[0])
-    times, counts = jax.vmap(lambda v: spike_times_padded(ts, v, arrays["threshold"], static.max_spikes))(V)
-    spikes = (times.reshape(*batch_shape, static.max_spikes), counts.reshape(batch_shape))
-    return spikes, success, failure_cause(sol.result, finite), stats
+        ys = jnp.moveaxis(sol.ys, 0, -1)  # (time, saved, *batch) -> (saved, *batch, time)
+        out = jnp.moveaxis(ys, 0, -2)  # batch first: (*batch, saved, time)
+        finite = jnp.all(jnp.isfinite(out))
+    else:
+        final = jax.tree_util.tree_map(lambda x: x[-1], sol.ys)
+        record = final["spikes"]
+        out = (record["times"].reshape(*batch_shape, static.max_spikes),
+               record["count"].astype(jnp.int32).reshape(batch_shape))
+        finite = jnp.all(jnp.isfinite(final["state"]))
+    success = (sol.result == diffrax.RESULTS.successful) & finite
+    return out, success, failure_cause(sol.result, finite), stats
 
 
 def _save_rows(membrane: AbstractMembrane, save) -> list[int]:

@@ -55,15 +55,20 @@ def test_old_batch_keywords_warn_and_give_the_same_trace(old, new):
 
 
 @pytest.mark.solve
-def test_simulate_spikes_dt_is_now_sample_dt():
+def test_simulate_spikes_sampling_keywords_warn_and_change_nothing():
+    """`sample_dt` (and its older name `dt`) no longer has an effect (spikes are found on
+    the solver's steps): both warn, and the spikes are those of a call without them."""
     kwargs = dict(t1=10.0, max_spikes=4)
     with pytest.warns(DeprecationWarning) as caught:
         before = hh.simulate_spikes(BATCH, STEP, dt=0.05, steps="per_neuron", **kwargs)
     messages = " ".join(str(w.message) for w in caught)
-    assert "sample_dt=0.05" in messages and "hh.Batching(per_neuron=True)" in messages
-    after = hh.simulate_spikes(BATCH, STEP, sample_dt=0.05, batching=hh.Batching(per_neuron=True), **kwargs)
-    np.testing.assert_array_equal(np.asarray(before.times), np.asarray(after.times))
-    np.testing.assert_array_equal(np.asarray(before.counts), np.asarray(after.counts))
+    assert "`dt=`" in messages and "no effect" in messages and "hh.Batching(per_neuron=True)" in messages
+    with pytest.warns(DeprecationWarning, match="`sample_dt=`.*no effect"):
+        sampled = hh.simulate_spikes(BATCH, STEP, sample_dt=0.05, batching=hh.Batching(per_neuron=True), **kwargs)
+    after = hh.simulate_spikes(BATCH, STEP, batching=hh.Batching(per_neuron=True), **kwargs)
+    for other in (before, sampled):
+        np.testing.assert_array_equal(np.asarray(other.times), np.asarray(after.times))
+        np.testing.assert_array_equal(np.asarray(other.counts), np.asarray(after.counts))
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,9 @@
 whatever device JAX has (a GPU where there is one; on a CPU the same cases run as a check of
 the script), each case in its own process.
 
-Case: the benchmark's (NEURON's `hh`, 9 µA/cm² step 1-41 ms, 50 ms), N identical neurons, in
-three outputs: `V` (every 0.025 ms), `V1ms` (every 1 ms) and `spikes` (spike times only:
+Case: the benchmark's (NEURON's `hh`, 9 µA/cm² step 1-41 ms, 50 ms), N neurons, identical or
+varied (`--populations`; varied: gNa and gK drawn uniformly from 80-160 and 25-45 mS/cm², as
+in a parameter sweep, neuron 0 at the reference values), in three outputs: `V` (every 0.025 ms), `V1ms` (every 1 ms) and `spikes` (spike times only:
 `hh.simulate_spikes`; for Jaxley, `hh.spike_times` of its trace, on the device).
 Per case: first-call and median wall time, neuron·ms simulated per second, the device's peak
 memory (`memory_stats`; the process' peak RSS where the device reports none), the spike-time
@@ -19,6 +20,12 @@ roofline line:
 - the bound: max(bytes / bandwidth, arithmetic / peak rate) with the device's peaks (`PEAKS`,
   or --peak-bandwidth and --peak-flops), and the fraction bound / wall. Without known peaks
   (a CPU) the fraction is left out.
+
+With shared steps (hh_jax's default) a varied batch takes every neuron's small steps: on a
+varied population hh_jax finds spikes with per-neuron steps (`hh.Batching(per_neuron=True)`;
+measured on 2 CPU cores at 2,000 neurons, float32: 133 against 197 ms shared), and saves V
+with shared steps (per-neuron steps were 2x slower there: each neuron's save loop runs
+inside the vmapped step loop).
 
 N above --chunk-size runs in chunks of that many neurons (hh_jax's `hh.Batching(chunk_size=)`),
 so that 10⁷ neurons fit in device memory; Jaxley runs it whole.
@@ -46,6 +53,19 @@ MAX_SPIKES = 16  # spike times kept per neuron (the case fires 5)
 # (non-tensor-core) arithmetic rates.
 PEAKS = {"NVIDIA H200": dict(bandwidth=4.3e12, flops=dict(float32=67e12, float64=34e12))}
 DEFAULT_SIZES = [1_000, 10_000, 100_000, 1_000_000]
+POPULATIONS = ("identical", "varied")
+
+
+def conductances(population, n, dtype):
+    """gNa, gK, gL (mS/cm²) of the n neurons: the reference values, or for a varied population
+    gNa and gK drawn (seeded) with neuron 0 at the reference."""
+    import jax.numpy as jnp
+
+    g = [np.full(n, x) for x in (120.0, 36.0, 0.3)]
+    if population == "varied":
+        rng = np.random.default_rng(0)
+        g[0][1:], g[1][1:] = rng.uniform(80.0, 160.0, n - 1), rng.uniform(25.0, 45.0, n - 1)
+    return [jnp.asarray(x, dtype) for x in g]
 
 
 def _device():
@@ -76,7 +96,7 @@ def _vector_field_flops(n, dtype) -> float:
     return float(cost.get("flops", float("nan")))
 
 
-def case_batch(tool, output, n, dtype, repeats, reference, rtol, chunk_size):
+def case_batch(tool, output, population, n, dtype, repeats, reference, rtol, chunk_size):
     """One case inside its own process."""
     import jax
 
@@ -85,7 +105,7 @@ def case_batch(tool, output, n, dtype, repeats, reference, rtol, chunk_size):
 
     import hh_jax as hh
 
-    g = [jnp.full((n,), x) for x in (120.0, 36.0, 0.3)]
+    g = conductances(population, n, dtype)
     itemsize = jnp.dtype(dtype).itemsize
     sample_dt = OUTPUTS[output]
     saved = (n * MAX_SPIKES * itemsize + n * 4) if sample_dt is None else n * (int(round(T1 / sample_dt)) + 1) * itemsize
@@ -93,7 +113,8 @@ def case_batch(tool, output, n, dtype, repeats, reference, rtol, chunk_size):
     if tool == "hh_jax":
         stimulus = hh.Step(start=START, stop=STOP, amplitude=AMPLITUDE)
         chunked = n > chunk_size
-        batching = hh.Batching(chunk_size=chunk_size if chunked else None)
+        per_neuron = population == "varied" and sample_dt is None
+        batching = hh.Batching(chunk_size=chunk_size if chunked else None, per_neuron=per_neuron)
 
         def run(gNa, gK, gL):
             p = hh.presets.neuron(gNa=gNa, gK=gK, gL=gL)
@@ -122,7 +143,8 @@ def case_batch(tool, output, n, dtype, repeats, reference, rtol, chunk_size):
             error = spike_error(np.linspace(0.0, T1, out[0].shape[-1]), out[0][0], reference) if output == "V" else None
             steps = int(np.max(out[1]))
         evaluations = None if steps is None else 6 * steps
-        setting = f"UnrolledTsit5, PID rtol=atol={rtol:g}" + (f", chunks of {chunk_size}" if chunked else "")
+        setting = (f"UnrolledTsit5, PID rtol=atol={rtol:g}" + (", per-neuron steps" if per_neuron else "")
+                   + (f", chunks of {chunk_size}" if chunked else ""))
     else:
         solver = tool.split(":")[1]
         single = jaxley_run(solver)
@@ -145,16 +167,16 @@ def case_batch(tool, output, n, dtype, repeats, reference, rtol, chunk_size):
         setting = f"{solver}, dt {DT_SAVE} ms"
     flops = None if evaluations is None else evaluations * _vector_field_flops(n, dtype)
     memory_mb, memory_kind = _peak_memory_mb()
-    return dict(tool=tool.split(":")[0], setting=setting, dtype=dtype, n=n, output=output, first_call_s=first,
+    return dict(tool=tool.split(":")[0], setting=setting, dtype=dtype, n=n, output=output, population=population, first_call_s=first,
                 wall_s=wall, neuron_ms_per_s=n * T1 / wall, peak_memory_mb=memory_mb, memory_kind=memory_kind,
                 spike_error_ms=error, steps=steps, bytes=moved, flops=flops, device=str(_device().device_kind))
 
 
 def run_batch_case(args) -> None:
-    """Inside a case process: `args.case` = ("batch|<tool>|<output>", dtype, N)."""
-    _, tool, output = args.case[0].split("|")
+    """Inside a case process: `args.case` = ("batch|<tool>|<output>|<population>", dtype, N)."""
+    _, tool, output, population = args.case[0].split("|")
     reference = json.loads(args.reference)
-    report_result(case_batch(tool, output, int(args.case[2]), args.case[1], args.repeats, reference,
+    report_result(case_batch(tool, output, population, int(args.case[2]), args.case[1], args.repeats, reference,
                              args.rtol[0], args.chunk_size))
 
 
@@ -168,19 +190,20 @@ def roofline(result, bandwidth, flops_rate):
 
 
 def _table(payload) -> str:
-    head = ("| tool | setting | dtype | N | output | wall (s) | first call (s) | neuron·ms/s | peak memory (MB) | "
+    head = ("| tool | setting | dtype | N | neurons | output | wall (s) | first call (s) | neuron·ms/s | peak memory (MB) | "
             "spike error (ms) | steps | bytes moved | GFLOP | roofline bound (s) | of the bound |")
     m = payload["machine"]
     lines = [f"Machine: {m['processor']}, {m['cpu_count']} cores, {m['platform']}, Python {m['python']}, "
              f"JAX {m['jax']} on {m['device']} ({payload['device']}); {m['date']}.",
-             f"Case: NEURON hh, {AMPLITUDE} µA/cm² step {START}-{STOP} ms, {T1} ms; N identical neurons. "
-             f"Peaks: {payload['peaks']}.", "", head, "|" + " --- |" * 2 + " ---: |" * 13]
+             f"Case: NEURON hh, {AMPLITUDE} µA/cm² step {START}-{STOP} ms, {T1} ms; N neurons, identical or varied "
+             f"(gNa 80-160, gK 25-45 mS/cm²). "
+             f"Peaks: {payload['peaks']}.", "", head, "|" + " --- |" * 2 + " ---: |" * 14]
 
     def fmt(x, spec):
         return "—" if x is None else format(x, spec)
 
     for r in payload["results"]:
-        lines.append(f"| {r['tool']} | {r['setting']} | {r['dtype']} | {r['n']} | {r['output']} | {r['wall_s']:.4g} | "
+        lines.append(f"| {r['tool']} | {r['setting']} | {r['dtype']} | {r['n']} | {r.get('population', 'identical')} | {r['output']} | {r['wall_s']:.4g} | "
                      f"{r['first_call_s']:.2f} | {r['neuron_ms_per_s']:.3g} | {r['peak_memory_mb']:.0f} ({r['memory_kind']}) | "
                      f"{fmt(r['spike_error_ms'], '.2g')} | {fmt(r['steps'], 'd')} | {r['bytes']:.3g} | "
                      f"{fmt(None if r['flops'] is None else r['flops'] / 1e9, '.3g')} | {fmt(r['bound_s'], '.3g')} | "
@@ -198,21 +221,22 @@ def gpu_main(args, argv_given) -> dict:
     for dtype in args.dtypes:
         for n in sizes:
             for output in OUTPUTS:
-                for tool in tools:
-                    case = [f"batch|{tool}|{output}", dtype, str(n)]
-                    result, err = spawn(["--gpu", "--case", *case, "--reference", json.dumps(reference),
-                                         "--repeats", str(args.repeats), "--rtol", str(args.rtol[0]),
-                                         "--chunk-size", str(args.chunk_size)])
-                    if result is None:
-                        print(f"{case}: failed\n{err[-2000:]}")
-                        continue
-                    device = result["device"]
-                    peaks = PEAKS.get(device, {})
-                    bandwidth = args.peak_bandwidth or peaks.get("bandwidth")
-                    rate = args.peak_flops or peaks.get("flops", {}).get(dtype)
-                    result["bound_s"], result["fraction"] = roofline(result, bandwidth, rate)
-                    results.append(result)
-                    print(json.dumps({k: result[k] for k in ("tool", "dtype", "n", "output", "wall_s", "fraction")}))
+                for population in args.populations:
+                    for tool in tools:
+                        case = [f"batch|{tool}|{output}|{population}", dtype, str(n)]
+                        result, err = spawn(["--gpu", "--case", *case, "--reference", json.dumps(reference),
+                                             "--repeats", str(args.repeats), "--rtol", str(args.rtol[0]),
+                                             "--chunk-size", str(args.chunk_size)])
+                        if result is None:
+                            print(f"{case}: failed\n{err[-2000:]}")
+                            continue
+                        device = result["device"]
+                        peaks = PEAKS.get(device, {})
+                        bandwidth = args.peak_bandwidth or peaks.get("bandwidth")
+                        rate = args.peak_flops or peaks.get("flops", {}).get(dtype)
+                        result["bound_s"], result["fraction"] = roofline(result, bandwidth, rate)
+                        results.append(result)
+                        print(json.dumps({k: result[k] for k in ("tool", "dtype", "n", "population", "output", "wall_s", "fraction")}))
     peaks = dict(PEAKS.get(device, {}), **{k: v for k, v in (("bandwidth", args.peak_bandwidth),
                                                                  ("flops", args.peak_flops)) if v})
     payload = dict(machine=machine(), device=device, peaks=peaks or "unknown (no roofline fraction)",

@@ -99,6 +99,12 @@ def simulate_spikes(
     and appended to the neuron's record, so no voltage is sampled or returned: for
     parameter sweeps and populations where only the spikes matter.
 
+    A batch shares one step sequence by default, so varied neurons (a parameter sweep) all
+    take the small steps of every neuron's spikes; each neuron's own steps
+    (`batching=hh.Batching(per_neuron=True)`) are then usually faster (2,000 neurons with
+    gNa and gK varied, float32, 2 CPU cores: 133 against 197 ms; 2.3× slower for identical
+    neurons).
+
     **Arguments:** as `hh.simulate` for a membrane (including `batching`), plus
     - `threshold`: spike detection level (mV); default the membrane's `spike_threshold()`.
     - `max_spikes`: length of the padded spike-time array per neuron; spikes beyond it are

@@ -120,14 +120,7 @@ class EventSolver(WrappedStepper):
     solver: diffrax.AbstractSolver
     net: Any
     max_spikes: int = eqx.field(static=True)
-    # Diffrax sets a Runge–Kutta solver's `scan_kind` for forward-mode differentiation
-    # (`adjoint=diffrax.ForwardMode()`); here it is passed on to the wrapped solver.
-    scan_kind: str | None = None
-
-    def _inner(self):
-        if self.scan_kind is None or getattr(self.solver, "scan_kind", self.scan_kind) is not None:
-            return self.solver
-        return eqx.tree_at(lambda s: s.scan_kind, self.solver, self.scan_kind, is_leaf=lambda x: x is None)
+    scan_kind: str | None = None  # see `WrappedStepper`
 
     def init(self, terms, t0, t1, y0, args):
         return self._inner().init(terms, t0, t1, y0, args)

@@ -89,6 +89,7 @@ def simulate_spikes(
     dt0: float | None = None,
     max_steps: int = 16384,
     throw: bool = True,
+    adjoint: diffrax.AbstractAdjoint | None = None,
     batching: Batching | None = None,
     **old_keywords,
 ) -> Spikes:
@@ -105,7 +106,11 @@ def simulate_spikes(
     gNa and gK varied, float32, 2 CPU cores: 133 against 197 ms; 2.3× slower for identical
     neurons).
 
-    **Arguments:** as `hh.simulate` for a membrane (including `batching`), plus
+    Spike times are differentiable (each is located on the step's dense output): by
+    reverse mode with the default `adjoint`, by forward mode (`jax.jvp`, `jax.jacfwd`) with
+    `adjoint=diffrax.ForwardMode()`, as for `hh.simulate`.
+
+    **Arguments:** as `hh.simulate` for a membrane (including `batching` and `adjoint`), plus
     - `threshold`: spike detection level (mV); default the membrane's `spike_threshold()`.
     - `max_spikes`: length of the padded spike-time array per neuron; spikes beyond it are
       counted but their times dropped.
@@ -141,7 +146,7 @@ def simulate_spikes(
                        v0=v0, rtol=rtol, atol=atol, dt0=dt0, dtmax=None, max_steps=max_steps, batching=batching)
     threshold = problem.membrane.spike_threshold() if threshold is None else threshold
     problem.arrays["threshold"] = jnp.asarray(threshold, problem.arrays["ts"].dtype)
-    static = _static_options(owner, solver, None, max_steps, (0,), max_spikes, batching)
+    static = _static_options(owner, solver, adjoint, max_steps, (0,), max_spikes, batching)
     (times, counts), success, _ = _run(owner, problem, static, throw)
     return Spikes(times=times, counts=counts, success=success)
 

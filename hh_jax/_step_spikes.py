@@ -84,7 +84,17 @@ def empty_record(n: int, max_spikes: int, dtype) -> dict:
 class WrappedStepper(diffrax.AbstractWrappedSolver):
     """A wrapper that steps with its `solver` and adds bookkeeping after each step: the
     wrapped solver's term structure, dense output and orders (for `SpikeRecorder` and the
-    network's `EventSolver`)."""
+    network's `EventSolver`).
+
+    Diffrax sets a Runge–Kutta solver's `scan_kind` for forward-mode differentiation
+    (`adjoint=diffrax.ForwardMode()`), and does so on a wrapper too: subclasses declare
+    `scan_kind: str | None = None` as their last field (declared here, its default would
+    come before their own fields), and `_inner()` passes it on to the wrapped solver."""
+
+    def _inner(self):
+        if self.scan_kind is None or getattr(self.solver, "scan_kind", self.scan_kind) is not None:
+            return self.solver
+        return eqx.tree_at(lambda s: s.scan_kind, self.solver, self.scan_kind, is_leaf=lambda x: x is None)
 
     @property
     def term_structure(self):
@@ -112,16 +122,17 @@ class SpikeRecorder(WrappedStepper):
     term: diffrax.AbstractTerm  # the membrane's own vector field
     threshold: jax.Array  # mV, broadcast over the neurons
     max_spikes: int = eqx.field(static=True)
+    scan_kind: str | None = None
 
     def init(self, terms, t0, t1, y0, args):
-        return self.solver.init(self.term, t0, t1, y0["state"], args)
+        return self._inner().init(self.term, t0, t1, y0["state"], args)
 
     def func(self, terms, t0, y0, args):
-        return {"state": self.solver.func(self.term, t0, y0["state"], args),
+        return {"state": self._inner().func(self.term, t0, y0["state"], args),
                 "spikes": jax.tree_util.tree_map(jnp.zeros_like, y0["spikes"])}
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        state, error, dense_info, solver_state, result = self.solver.step(
+        state, error, dense_info, solver_state, result = self._inner().step(
             self.term, t0, t1, y0["state"], args, solver_state, made_jump)
         v0, v1 = _flat_v(y0["state"]), _flat_v(state)
         theta = jnp.broadcast_to(jnp.asarray(self.threshold, v1.dtype), v1.shape)

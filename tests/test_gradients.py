@@ -70,3 +70,25 @@ def test_gradient_with_respect_to_stimulus_amplitude():
     g = jax.grad(peak)(2.0)
     fd = (peak(2.0 + 1e-3) - peak(2.0 - 1e-3)) / 2e-3
     assert float(g) == pytest.approx(float(fd), rel=1e-3)
+
+
+def test_spike_time_derivatives_by_both_modes_match_central_differences():
+    """`simulate_spikes` locates each spike on a step's dense output, so its times are
+    differentiable: reverse mode (the default adjoint) and forward mode
+    (`adjoint=diffrax.ForwardMode()`) agree with each other and with central differences."""
+    import diffrax
+
+    step = hh.Step(start=1.0, stop=41.0, amplitude=9.0)
+
+    def times(gNa, adjoint=None):
+        kw = {} if adjoint is None else dict(adjoint=adjoint)
+        return hh.simulate_spikes(hh.presets.neuron(gNa=gNa), step, t1=20.0, rtol=1e-8, atol=1e-8, max_spikes=4, **kw).times[:2]
+
+    forward = jax.jit(lambda g: jax.jvp(lambda x: times(x, diffrax.ForwardMode()), (g,), (jnp.ones_like(g),)))
+    reverse = jax.jit(jax.jacrev(times))
+    g, h = jnp.asarray(120.0), 1e-3
+    value, slope = forward(g)
+    fd = (forward(g + h)[0] - forward(g - h)[0]) / (2 * h)  # the forward program's values serve the differences
+    assert np.all(np.isfinite(np.asarray(value))) and float(value[1]) > float(value[0])  # two spikes
+    np.testing.assert_allclose(np.asarray(slope), np.asarray(fd), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(reverse(g)), np.asarray(slope), rtol=1e-8)

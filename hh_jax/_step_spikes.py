@@ -115,8 +115,10 @@ class SpikeRecorder(WrappedStepper):
     """Wraps a Diffrax solver of a membrane's state `(states, *batch)`: the solve's state is
     {"state": that state, "spikes": `empty_record`'s record, batch flattened}, and after
     each step the spikes of the step are appended to the record. The wrapped solver steps
-    the membrane's state alone (with `term`), so the record costs no stage arithmetic; the
-    record has no derivative (use `record_term` as the solve's term)."""
+    the membrane's state alone (with `term`), so the record costs no stage arithmetic. The
+    record does not evolve with the ODE (use `record_term` as the solve's term), but its
+    times carry derivatives through the located crossings. The dense output it returns is
+    the state's alone: the solve saves only its final state (`SaveAt(t1=True)`)."""
 
     solver: diffrax.AbstractSolver
     term: diffrax.AbstractTerm  # the membrane's own vector field

@@ -90,6 +90,8 @@ def main(argv=None):
     parser.add_argument("--gpu", action="store_true",
                         help="large batches of single neurons on JAX's device (issue 14): three outputs, roofline "
                              "(default --sizes 1000 10000 100000 1000000); writes gpu.json and gpu.md")
+    parser.add_argument("--outputs", nargs="+", choices=["V", "V1ms", "spikes"], default=["V", "V1ms", "spikes"],
+                        help="--gpu: V every 0.025 ms, V every 1 ms, spike times only (default all three)")
     parser.add_argument("--populations", nargs="+", choices=["identical", "varied"], default=["identical", "varied"],
                         help="--gpu: identical neurons, or gNa and gK varied as in a parameter sweep (default both)")
     parser.add_argument("--peak-bandwidth", type=float, help="--gpu: the device's memory bandwidth (bytes/s) for the roofline")

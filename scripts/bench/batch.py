@@ -220,7 +220,7 @@ def gpu_main(args, argv_given) -> dict:
     results, device = [], None
     for dtype in args.dtypes:
         for n in sizes:
-            for output in OUTPUTS:
+            for output in args.outputs:
                 for population in args.populations:
                     for tool in tools:
                         case = [f"batch|{tool}|{output}|{population}", dtype, str(n)]

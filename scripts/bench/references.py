@@ -7,18 +7,30 @@ atol = rtol = 1e-10), or scipy's LSODA (rtol = atol = 1e-12) if NEURON is not in
 
 from __future__ import annotations
 
+import json
+import pathlib
+
 import numpy as np
 
 T1, START, STOP, AMPLITUDE, DT_SAVE = 50.0, 1.0, 41.0, 9.0, 0.025  # ms, ms, ms, µA/cm², ms
 N_SAVE = int(round(T1 / DT_SAVE)) + 1
 
 
+# NEURON's spike times for the case, written by `python scripts/bench/references.py` where
+# NEURON is installed, for machines without it.
+RECORDED = pathlib.Path(__file__).resolve().parent.parent / "benchmark" / "neuron_reference.json"
+
+
 def neuron_reference() -> tuple[list[float], str]:
-    """0 mV upward crossings (ms) of NEURON's own `hh` (the ground truth), or scipy's if
-    NEURON is absent; and a label saying which."""
+    """0 mV upward crossings (ms) of NEURON's own `hh` (the ground truth); where NEURON is
+    absent (the GPU machine), NEURON's recorded by an earlier run (`RECORDED`), else scipy's;
+    and a label saying which."""
     try:
         from neuron import h
     except ImportError:
+        if RECORDED.exists():
+            recorded = json.loads(RECORDED.read_text())
+            return recorded["spike_times_ms"], recorded["label"] + " (recorded; NEURON not installed here)"
         return scipy_reference(), "scipy LSODA rtol=atol=1e-12 (NEURON not installed)"
     h.load_file("stdrun.hoc")
     soma = h.Section(name="soma")
@@ -86,3 +98,10 @@ def scipy_reference() -> list[float]:
         spikes += sol.t_events[0].tolist()
         y = sol.y[:, -1]
     return spikes
+
+
+if __name__ == "__main__":  # record NEURON's spike times for machines without NEURON
+    times, label = neuron_reference()
+    assert label.startswith("NEURON") and "recorded" not in label, "needs NEURON installed"
+    RECORDED.write_text(json.dumps(dict(spike_times_ms=times, label=label), indent=1) + "\n")
+    print(f"wrote {RECORDED}: {times}")

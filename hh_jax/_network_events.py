@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._delivery import connection_rows, connection_sum
-from ._step_spikes import WrappedStepper, append_spikes, step_crossings
+from ._step_spikes import WrappedStepper, append_spikes, empty_record, record_term, step_crossings
 from ._validation import concrete_array
 
 MIN_INTERVAL = 0.5  # ms: the shortest interspike interval whose delayed releases are all kept
@@ -49,11 +49,7 @@ MIN_INTERVAL = 0.5  # ms: the shortest interspike interval whose delayed release
 def event_term(vector_field):
     """The ODE term of the network state with its spike record: the record has no
     derivative (the solver sets it after each step)."""
-    def field(t, y, args):
-        return {"net": vector_field(t, y["net"], args),
-                "events": jax.tree_util.tree_map(jnp.zeros_like, y["events"])}
-
-    return diffrax.ODETerm(field)
+    return record_term(vector_field, state="net", record="events")
 
 
 def recent_depth(net) -> dict:
@@ -73,7 +69,7 @@ def initial_events(net, max_spikes, dtype) -> dict:
     depths = recent_depth(net)
     events = {}
     for name, pop in net.populations.items():
-        rec = {"times": jnp.full((pop.size, max_spikes), jnp.nan, dtype), "count": jnp.zeros((pop.size,), dtype)}
+        rec = empty_record(pop.size, max_spikes, dtype)
         if name in depths:
             rec["recent"] = jnp.full((pop.size, depths[name]), -jnp.inf, dtype)
         events[name] = rec

@@ -319,7 +319,7 @@ def _solve(membrane, stimulus, v0, batch_shape, arrays, static):
         solver = SpikeRecorder(static.solver, term, arrays["threshold"], static.max_spikes)
         norm = lambda y: _batch_rms_norm(y["state"])  # noqa: E731
         start = {"state": y0, "spikes": empty_record(math.prod(batch_shape), static.max_spikes, y0.dtype)}
-        term, saveat = record_term(term), diffrax.SaveAt(t1=True)
+        term, saveat = record_term(vector_field), diffrax.SaveAt(t1=True)
     with diffrax_checks_as_nan():
         sol = diffrax.diffeqsolve(
             term,

@@ -116,7 +116,8 @@ class SpikeRecorder(WrappedStepper):
     {"state": that state, "spikes": `empty_record`'s record, batch flattened}, and after
     each step the spikes of the step are appended to the record. The wrapped solver steps
     the membrane's state alone (with `term`), so the record costs no stage arithmetic. The
-    record does not evolve with the ODE (use `record_term` as the solve's term), but its
+    record does not evolve with the ODE (the solve's term is `record_term` of `term`'s vector
+    field), but its
     times carry derivatives through the located crossings. The dense output it returns is
     the state's alone: the solve saves only its final state (`SaveAt(t1=True)`)."""
 
@@ -130,8 +131,7 @@ class SpikeRecorder(WrappedStepper):
         return self._inner().init(self.term, t0, t1, y0["state"], args)
 
     def func(self, terms, t0, y0, args):
-        return {"state": self._inner().func(self.term, t0, y0["state"], args),
-                "spikes": jax.tree_util.tree_map(jnp.zeros_like, y0["spikes"])}
+        return self._inner().func(terms, t0, y0, args)  # `terms` is the solve's `record_term`
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         state, error, dense_info, solver_state, result = self._inner().step(
@@ -146,11 +146,13 @@ class SpikeRecorder(WrappedStepper):
         return {"state": state, "spikes": spikes}, {"state": error, "spikes": no_error}, dense_info, solver_state, result
 
 
-def record_term(term: diffrax.AbstractTerm) -> diffrax.ODETerm:
-    """The solve's term for `SpikeRecorder`: the membrane's `term` on the state, no change
-    of the record (which the solver sets after each step)."""
+def record_term(vector_field, state: str = "state", record: str = "spikes") -> diffrax.ODETerm:
+    """The term of a solve whose state is {state: the model's state, record: a spike record}:
+    `vector_field(t, y[state], args)` for the state, no change of the record (the wrapping
+    solver sets it after each step). Used by `SpikeRecorder` and, with the network's keys,
+    by `EventSolver`."""
     def field(t, y, args):
-        return {"state": term.vf(t, y["state"], args), "spikes": jax.tree_util.tree_map(jnp.zeros_like, y["spikes"])}
+        return {state: vector_field(t, y[state], args), record: jax.tree_util.tree_map(jnp.zeros_like, y[record])}
 
     return diffrax.ODETerm(field)
 

@@ -1,5 +1,6 @@
 """Gradients through the solver against central finite differences."""
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,8 +77,6 @@ def test_spike_time_derivatives_by_both_modes_match_central_differences():
     """`simulate_spikes` locates each spike on a step's dense output, so its times are
     differentiable: reverse mode (the default adjoint) and forward mode
     (`adjoint=diffrax.ForwardMode()`) agree with each other and with central differences."""
-    import diffrax
-
     step = hh.Step(start=1.0, stop=41.0, amplitude=9.0)
 
     def times(gNa, adjoint=None):

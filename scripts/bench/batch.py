@@ -135,7 +135,7 @@ def case_batch(tool, output, population, n, dtype, repeats, reference, rtol, chu
             times = out[0][0]
             error = float(np.max(np.abs(times[: len(reference)] - np.asarray(reference))))
             # `simulate_spikes` reports no step count: that of the same solve saving two times
-            # (its sampling inside the solve does not choose steps).
+            # (the same steps: saving does not choose them).
             ends = jnp.asarray([0.0, T1])
             count = lambda *g: run_steps(*g, ends)  # noqa: E731
             steps = int(np.max(np.asarray((count if chunked else jax.jit(count))(*g))))
